@@ -1,0 +1,41 @@
+# exhale: `make run` serves the app with its worker; `make test` lints and runs every test.
+# Each target does its own set-up from a fresh clone on a machine with python3 and make.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+
+.PHONY: run test lint format bench install clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/exhale run
+
+lint: $(STAMP)
+	$(BIN)/ruff check app devices referral tests migrations
+	$(BIN)/ruff format --check app devices referral tests migrations
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix app devices referral tests migrations
+	$(BIN)/ruff format app devices referral tests migrations
+
+test: lint
+	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
+
+bench: $(STAMP)
+	@echo "No benchmarks yet."
+
+clean:
+	rm -rf $(VENV) var/*.db var/*.db-* .mypy_cache .ruff_cache

@@ -1,0 +1,104 @@
+"""One place that turns every failure into the API's error body.
+
+``{"error": "<stable_code>", "detail": "<what was wrong and how to fix it>", "fields": [...]}``
+No traceback and no submitted value is ever echoed back: values may be patient data.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.errors import ExhaleError, FieldError
+from app.logs import get_logger
+
+log = get_logger(__name__)
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+def error_body(code: str, detail: str, fields: list[FieldError] | None = None) -> dict[str, Any]:
+    return {
+        "error": code,
+        "detail": detail,
+        "fields": [{"field": f.field, "message": f.message} for f in fields or []],
+    }
+
+
+def _field_name(location: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in location]
+    if parts and parts[0] in {"body", "query", "path", "header", "cookie"}:
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def _validation_fields(error: RequestValidationError) -> list[FieldError]:
+    fields = []
+    for item in error.errors():
+        message = str(item.get("msg", "is not valid")).removeprefix("Value error, ")
+        fields.append(FieldError(field=_field_name(item.get("loc", ())), message=message))
+    return fields
+
+
+async def _exhale_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ExhaleError)
+    return JSONResponse(
+        error_body(exc.code, exc.detail, exc.fields),
+        status_code=exc.status_code,
+        headers=exc.headers or None,
+    )
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    fields = _validation_fields(exc)
+    named = ", ".join(sorted({f.field for f in fields})) or "the request"
+    return JSONResponse(
+        error_body("invalid_input", f"Check {named}: see fields for each problem.", fields),
+        status_code=422,
+    )
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    return JSONResponse(error_body(code, detail), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None)
+    log.error("unhandled_error", error_type=type(exc).__name__, exc_info=exc)
+    return JSONResponse(
+        error_body(
+            "internal_error",
+            "Something went wrong on our side and nothing was saved. Try again; if it keeps "
+            f"happening, give your administrator the request id {request_id}.",
+        ),
+        status_code=500,
+    )
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ExhaleError, _exhale_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

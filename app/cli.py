@@ -1,0 +1,184 @@
+"""The ``exhale`` command line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.config import ConfigError, Settings, load_settings, sqlite_path
+
+cli = typer.Typer(
+    name="exhale",
+    help="CO screening in pregnancy and opt-out referral to stop-smoking support.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class CliError(Exception):
+    """Ends the command with one line on standard error and a non-zero exit."""
+
+
+def _settings() -> Settings:
+    from app.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    return settings
+
+
+def _prepare_database(settings: Settings) -> None:
+    path = sqlite_path(settings)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    from app import migrate
+
+    migrate.upgrade(settings.database_url)
+
+
+def _bootstrap(settings: Settings) -> None:
+    from app.bootstrap import bootstrap_if_empty
+    from app.db import make_engine, make_sessionmaker, session_scope
+
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            created = bootstrap_if_empty(session)
+    finally:
+        engine.dispose()
+    if created is None:
+        return
+    typer.echo(
+        "\n"
+        f"  First start: created maternity unit {created.unit_code}, stop-smoking service "
+        f"{created.service_code} and an administrator.\n"
+        f"    username: {created.username}\n"
+        f"    password: {created.password}\n"
+        "  The password is shown once; you will be asked to change it when you first log in.\n"
+    )
+
+
+@cli.command()
+def migrate(
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Bring the database's tables up to date (creates the SQLite file if needed)."""
+    settings = _settings()
+    path = sqlite_path(settings)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    from app import migrate as migrations
+
+    migrations.upgrade(settings.database_url, revision)
+    typer.echo(f"Database migrated to {revision}.")
+
+
+@cli.command()
+def bootstrap() -> None:
+    """Migrate, and on an empty database create the demo unit, service and admin account."""
+    settings = _settings()
+    _prepare_database(settings)
+    _bootstrap(settings)
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface (default EXHALE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default EXHALE_PORT).")] = None,
+) -> None:
+    """Serve the web app and API (without the worker)."""
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = _settings()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        access_log=False,
+        log_config=None,
+        server_header=False,
+    )
+
+
+@cli.command()
+def worker() -> None:
+    """Run the background worker (scheduled jobs). Stops cleanly on SIGTERM or Ctrl-C."""
+    from app.worker import run_worker
+
+    run_worker(_settings())
+
+
+@cli.command()
+def run(
+    host: Annotated[str | None, typer.Option(help="Interface (default EXHALE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default EXHALE_PORT).")] = None,
+) -> None:
+    """Everything `make run` needs: migrate, bootstrap, then the web app and the worker together."""
+    settings = _settings()
+    _prepare_database(settings)
+    _bootstrap(settings)
+    worker_process = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"])
+    try:
+        typer.echo(
+            f"  exhale is starting on http://{host or settings.host}:{port or settings.port} "
+            "(Ctrl-C stops the web app and the worker)\n"
+        )
+        serve(host=host, port=port)
+    finally:
+        _stop_child(worker_process)
+
+
+def _stop_child(process: subprocess.Popen[Any], timeout_s: float = 15) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _database_for_humans() -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(load_settings().database_url).render_as_string(hide_password=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"exhale: {message}", err=True)
+    raise SystemExit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every expected failure ends with one line saying what to change."""
+    handlers: dict[type[Exception], Callable[[Exception], str]] = {
+        ConfigError: lambda e: f"configuration error: {e}",
+        CliError: str,
+        SQLAlchemyError: lambda e: (
+            f"the database at {_database_for_humans()} could not be used ({type(e).__name__}): "
+            "check EXHALE_DATABASE_URL, that the server is running and that the user may connect"
+        ),
+    }
+    try:
+        cli(args=argv, standalone_mode=True)
+    except tuple(handlers) as error:
+        for kind, describe in handlers.items():
+            if isinstance(error, kind):
+                _fail(describe(error), 1 if kind is SQLAlchemyError else 2)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

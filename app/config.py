@@ -1,0 +1,141 @@
+"""Settings: one class, read from the environment with the prefix ``EXHALE_``.
+
+Nested groups use a double underscore: ``EXHALE_REFERRAL__THRESHOLD_PPM=4``.
+This module is a leaf: it imports nothing else of the project.
+"""
+
+from __future__ import annotations
+
+import enum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+DEFAULT_DATABASE_URL = "sqlite:///./var/exhale.db"
+DEFAULT_SECRET_KEY = "development-only-secret-key-change-me"  # noqa: S105 (refused in production)
+
+
+class Environment(enum.StrEnum):
+    development = "development"
+    production = "production"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which setting to change."""
+
+
+class ReferralSettings(BaseModel):
+    """Clinical thresholds (NICE NG209; see DOMAIN.md). Kept here so a trust can configure them."""
+
+    threshold_ppm: int = Field(default=4, ge=1, le=100)
+
+
+class WorkerSettings(BaseModel):
+    lock_retry_s: float = Field(default=5.0, gt=0, le=600)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="EXHALE_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    environment: Environment = Environment.development
+    database_url: str = DEFAULT_DATABASE_URL
+    secret_key: str = Field(default=DEFAULT_SECRET_KEY, min_length=16)
+    log_level: str = "INFO"
+    log_json: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    database_connect_timeout_s: int = Field(default=5, ge=1, le=120)
+    referral: ReferralSettings = ReferralSettings()
+    worker: WorkerSettings = WorkerSettings()
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return normalise_database_url(value).render_as_string(hide_password=False)
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("use one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @model_validator(mode="after")
+    def _no_default_secrets_in_production(self) -> Settings:
+        if self.environment is Environment.production and self.secret_key == DEFAULT_SECRET_KEY:
+            raise ValueError(
+                "EXHALE_SECRET_KEY is the development default; production needs a random secret "
+                "of at least 16 characters (for example: python3 -c "
+                "'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment is Environment.production
+
+    @property
+    def is_sqlite(self) -> bool:
+        return make_url(self.database_url).get_backend_name() == "sqlite"
+
+
+def normalise_database_url(value: str) -> URL:
+    """Parse a database URL and pin the PostgreSQL driver to psycopg 3."""
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError(
+            "not a database URL; use sqlite:///path/to/file.db or "
+            "postgresql://user:password@host:5432/dbname"
+        ) from None
+    backend = url.get_backend_name()
+    if backend in {"postgres", "postgresql"}:
+        return url.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        if url.database in (None, "", ":memory:"):
+            raise ValueError("SQLite needs a file path, for example sqlite:///./var/exhale.db")
+        return url.set(drivername="sqlite")
+    raise ValueError(
+        f"database '{backend}' is not supported; use sqlite:///path/to/file.db or "
+        "postgresql://user:password@host:5432/dbname"
+    )
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per bad setting, naming the environment variable and the fix."""
+    lines = []
+    for item in error.errors():
+        location = "__".join(str(part) for part in item["loc"])
+        message = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(f"EXHALE_{location.upper()}: {message}" if location else message)
+    return "; ".join(lines)
+
+
+def load_settings() -> Settings:
+    """Read the settings, turning validation errors into a :class:`ConfigError`."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def sqlite_path(settings: Settings) -> Path | None:
+    url = make_url(settings.database_url)
+    if url.get_backend_name() != "sqlite" or url.database is None:
+        return None
+    return Path(url.database)

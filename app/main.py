@@ -1,0 +1,52 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+import app.models  # noqa: F401  (every mapper configured before the first request)
+from app import __version__
+from app.api import health
+from app.api.errors import register_error_handlers
+from app.api.middleware import RequestContextMiddleware
+from app.config import Settings, load_settings
+from app.db import make_engine, make_sessionmaker
+from app.logs import configure_logging
+
+DESCRIPTION = """
+exhale records exhaled carbon monoxide (CO) tests taken at antenatal appointments and refers every
+woman with a reading of 4 ppm or more, or who smokes, to stop-smoking support (NICE NG209).
+
+Errors share one body: `{"error": "<stable code>", "detail": "<what was wrong and how to fix it>",
+"fields": [{"field": "...", "message": "..."}]}`. Every response carries an `X-Request-ID`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    engine = make_engine(
+        settings.database_url, connect_timeout_s=settings.database_connect_timeout_s
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    application = FastAPI(
+        title="exhale",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    application.state.settings = settings
+    application.state.engine = engine
+    application.state.sessionmaker = make_sessionmaker(engine)
+    register_error_handlers(application)
+    application.add_middleware(RequestContextMiddleware)
+    application.include_router(health.router)
+    return application

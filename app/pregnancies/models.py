@@ -1,0 +1,60 @@
+"""A pregnancy at a maternity unit, and the appointments (contacts) at which CO is tested."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import Date, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base, UTCDateTime, utcnow
+
+
+class ContactKind(enum.StrEnum):
+    booking = "booking"
+    weeks_36 = "36_weeks"
+    antenatal = "antenatal"
+    postnatal = "postnatal"
+
+
+class Pregnancy(Base):
+    """Patient-identifiable: every read and write of a row is audited."""
+
+    __tablename__ = "pregnancy"
+    __table_args__ = (Index("ix_pregnancy_unit_id_nhs_number", "unit_id", "nhs_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("organisation.id"))
+    nhs_number: Mapped[str] = mapped_column(String(10), index=True)
+    given_name: Mapped[str | None] = mapped_column(String(100))
+    family_name: Mapped[str | None] = mapped_column(String(100))
+    date_of_birth: Mapped[dt.date | None] = mapped_column(Date)
+    phone: Mapped[str | None] = mapped_column(String(32))
+    postcode: Mapped[str | None] = mapped_column(String(10))
+    estimated_due_date: Mapped[dt.date] = mapped_column(Date)
+    born_on: Mapped[dt.date | None] = mapped_column(Date)
+    smoking_status_at_delivery: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    contacts: Mapped[list[Contact]] = relationship(
+        back_populates="pregnancy", order_by="Contact.occurred_on"
+    )
+
+
+class Contact(Base):
+    """An antenatal or postnatal appointment."""
+
+    __tablename__ = "contact"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pregnancy_id: Mapped[int] = mapped_column(
+        ForeignKey("pregnancy.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    occurred_on: Mapped[dt.date] = mapped_column(Date)
+    gestation_days: Mapped[int]
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    pregnancy: Mapped[Pregnancy] = relationship(back_populates="contacts")

@@ -1,0 +1,69 @@
+"""The worker: one scheduler leader at a time, clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+from sqlalchemy.engine import Engine
+
+from app.config import Settings
+from app.worker import LeaderLock
+from tests.helpers import REPO, exhale_env
+
+
+def test_only_one_worker_holds_the_leader_lock(settings: Settings, engine: Engine) -> None:
+    first = LeaderLock(settings, engine)
+    second = LeaderLock(settings, engine)
+    assert first.try_acquire()
+    try:
+        assert not second.try_acquire()
+    finally:
+        first.release()
+    assert second.try_acquire()
+    second.release()
+
+
+def _start_worker(database_url: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker"],
+        cwd=REPO,
+        env=exhale_env(database_url, EXHALE_WORKER__LOCK_RETRY_S="0.2"),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_line(process: subprocess.Popen[str], needle: str, timeout_s: float = 30) -> str:
+    assert process.stderr is not None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if needle in line:
+            return line
+        if not line and process.poll() is not None:
+            break
+    raise AssertionError(f"worker never logged {needle!r}")
+
+
+def test_a_second_worker_stands_by_and_takes_over(engine: Engine, database_url: str) -> None:
+    leader = _start_worker(database_url)
+    standby = None
+    try:
+        _wait_for_line(leader, "worker_started")
+        standby = _start_worker(database_url)
+        _wait_for_line(standby, "worker_standing_by")
+
+        leader.send_signal(signal.SIGTERM)
+        assert leader.wait(timeout=30) == 0
+        _wait_for_line(standby, "worker_started")
+
+        standby.send_signal(signal.SIGTERM)
+        assert standby.wait(timeout=30) == 0
+    finally:
+        for process in (leader, standby):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
