@@ -6,13 +6,16 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from app.config import ConfigError, Settings, load_settings, sqlite_path
+from app.errors import ExhaleError
 
 cli = typer.Typer(
     name="exhale",
@@ -64,6 +67,32 @@ def _bootstrap(settings: Settings) -> None:
         f"    password: {created.password}\n"
         "  The password is shown once; you will be asked to change it when you first log in.\n"
     )
+
+
+orgs_cli = typer.Typer(help="Maternity units and stop-smoking services.", no_args_is_help=True)
+users_cli = typer.Typer(help="People who log in to the web pages.", no_args_is_help=True)
+apikey_cli = typer.Typer(
+    help="API keys for machines: EPRs, bridges, services.", no_args_is_help=True
+)
+audit_cli = typer.Typer(help="The audit trail of patient records.", no_args_is_help=True)
+cli.add_typer(orgs_cli, name="orgs")
+cli.add_typer(users_cli, name="users")
+cli.add_typer(apikey_cli, name="apikey")
+cli.add_typer(audit_cli, name="audit")
+
+
+@contextmanager
+def unit_of_work() -> Iterator[tuple[Settings, Session]]:
+    """Settings and a session committed on success; exhale errors become one line."""
+    from app.db import make_engine, make_sessionmaker, session_scope
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            yield settings, session
+    finally:
+        engine.dispose()
 
 
 @cli.command()
@@ -148,6 +177,12 @@ def _stop_child(process: subprocess.Popen[Any], timeout_s: float = 15) -> None:
             process.wait()
 
 
+def _describe_exhale_error(error: Exception) -> str:
+    assert isinstance(error, ExhaleError)
+    fields = "; ".join(f"{f.field}: {f.message}" for f in error.fields)
+    return f"{error.detail} {fields}".strip()
+
+
 def _database_for_humans() -> str:
     from sqlalchemy.engine import make_url
 
@@ -164,6 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     handlers: dict[type[Exception], Callable[[Exception], str]] = {
         ConfigError: lambda e: f"configuration error: {e}",
         CliError: str,
+        ExhaleError: _describe_exhale_error,
         SQLAlchemyError: lambda e: (
             f"the database at {_database_for_humans()} could not be used ({type(e).__name__}): "
             "check EXHALE_DATABASE_URL, that the server is running and that the user may connect"
@@ -179,6 +215,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(130) from None
 
 
+import app.cli_admin  # noqa: E402, F401  (registers the administration commands)
+
 if __name__ == "__main__":
+    # Run as `python -m app.cli`: use the importable module, where every command is registered.
+    from app.cli import main as entry_point
+
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    main()
+    entry_point()

@@ -34,6 +34,20 @@ class ReferralSettings(BaseModel):
     threshold_ppm: int = Field(default=4, ge=1, le=100)
 
 
+class AuthSettings(BaseModel):
+    """Web sessions, lockout and rate limits."""
+
+    session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    session_max_hours: int = Field(default=12, ge=1, le=7 * 24)
+    lockout_after_failures: int = Field(default=5, ge=1, le=100)
+    lockout_base_s: int = Field(default=60, ge=1, le=3600)
+    lockout_max_s: int = Field(default=3600, ge=1, le=24 * 3600)
+    login_attempts_per_minute: int = Field(default=10, ge=1, le=10_000)
+    api_requests_per_minute: int = Field(default=600, ge=1, le=1_000_000)
+    min_password_length: int = Field(default=12, ge=8, le=128)
+    cookie_secure: bool | None = None  # None: Secure in production and whenever served over https
+
+
 class WorkerSettings(BaseModel):
     lock_retry_s: float = Field(default=5.0, gt=0, le=600)
 
@@ -54,7 +68,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     database_connect_timeout_s: int = Field(default=5, ge=1, le=120)
+    allow_synthetic_nhs_numbers: bool | None = None  # None: allowed in development only
     referral: ReferralSettings = ReferralSettings()
+    auth: AuthSettings = AuthSettings()
     worker: WorkerSettings = WorkerSettings()
 
     @field_validator("database_url")
@@ -83,6 +99,12 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.environment is Environment.production
+
+    @property
+    def synthetic_nhs_numbers_allowed(self) -> bool:
+        if self.allow_synthetic_nhs_numbers is None:
+            return not self.is_production
+        return self.allow_synthetic_nhs_numbers
 
     @property
     def is_sqlite(self) -> bool:

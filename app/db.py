@@ -103,7 +103,7 @@ def make_engine(database_url: str, *, connect_timeout_s: int = 5, **kwargs: Any)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
+    return sessionmaker(bind=engine, expire_on_commit=False)
 
 
 @contextmanager

@@ -106,7 +106,6 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     logging.getLogger("apscheduler").setLevel(max(logging.getLevelName(level), logging.INFO))
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(max(logging.getLevelName(level), logging.WARNING))
-    logging.getLogger("alembic.runtime.migration").setLevel(level)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -4,21 +4,32 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 import app.models  # noqa: F401  (every mapper configured before the first request)
 from app import __version__
-from app.api import health
+from app.api import admin, health, pregnancies, referrals
 from app.api.errors import register_error_handlers
 from app.api.middleware import RequestContextMiddleware
 from app.config import Settings, load_settings
 from app.db import make_engine, make_sessionmaker
 from app.logs import configure_logging
+from app.ratelimit import RateLimiter
+from app.web import auth as web_auth
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+API_ROUTERS = (health.router, pregnancies.router, referrals.router, admin.router)
+PAGE_ROUTERS = (web_auth.router,)
 
 DESCRIPTION = """
 exhale records exhaled carbon monoxide (CO) tests taken at antenatal appointments and refers every
 woman with a reading of 4 ppm or more, or who smokes, to stop-smoking support (NICE NG209).
+
+Machines authenticate with `Authorization: Bearer <API key>` (created with `exhale apikey create`);
+people log in at `/login`. A record in another organisation answers 404.
 
 Errors share one body: `{"error": "<stable code>", "detail": "<what was wrong and how to fix it>",
 "fields": [{"field": "...", "message": "..."}]}`. Every response carries an `X-Request-ID`.
@@ -46,7 +57,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     application.state.settings = settings
     application.state.engine = engine
     application.state.sessionmaker = make_sessionmaker(engine)
+    application.state.login_limiter = RateLimiter(limit=settings.auth.login_attempts_per_minute)
+    application.state.api_limiter = RateLimiter(limit=settings.auth.api_requests_per_minute)
     register_error_handlers(application)
+    web_auth.register_page_handlers(application)
     application.add_middleware(RequestContextMiddleware)
-    application.include_router(health.router)
+    application.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    for router in (*API_ROUTERS, *PAGE_ROUTERS):
+        application.include_router(router)
     return application

@@ -1,7 +1,7 @@
 """Every ORM module, imported so that ``Base.metadata`` is complete (for Alembic and mappers)."""
 
 from app.audit.models import AuditEvent
-from app.identity.models import ApiClient, User
+from app.identity.models import ApiClient, User, WebSession
 from app.orgs.models import Organisation
 from app.pregnancies.models import Contact, Pregnancy
 from app.readings.models import Reading
@@ -18,4 +18,5 @@ __all__ = [
     "Referral",
     "ReferralEvent",
     "User",
+    "WebSession",
 ]

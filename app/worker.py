@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from app.config import Settings, sqlite_path
 from app.db import make_engine, make_sessionmaker
+from app.identity.jobs import prune_sessions_job
 from app.logs import get_logger
 
 log = get_logger("exhale.worker")
@@ -41,7 +42,9 @@ class Job:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-JOBS: list[Job] = []
+JOBS: list[Job] = [
+    Job("prune_web_sessions", interval_s=600, run=prune_sessions_job),
+]
 
 
 class LeaderLock:

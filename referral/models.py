@@ -7,9 +7,10 @@ import enum
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, JSONType, UTCDateTime, utcnow
+from app.orgs.models import Organisation
 
 
 class ReferralStatus(enum.StrEnum):
@@ -40,7 +41,13 @@ class Referral(Base):
     version: Mapped[int] = mapped_column(default=1)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
+    service: Mapped[Organisation] = relationship()
+
     __mapper_args__ = {"version_id_col": version}
+
+    @property
+    def service_code(self) -> str:
+        return self.service.code
 
 
 class ReferralEvent(Base):

@@ -19,7 +19,6 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session
 
 from app import migrate
-from app.api.deps import get_session
 from app.config import Settings, normalise_database_url
 from app.db import make_engine
 from app.main import create_app
@@ -29,6 +28,17 @@ TEST_DATABASE_URL = os.environ.get("EXHALE_TEST_DATABASE_URL", "").strip()
 
 def on_postgres() -> bool:
     return bool(TEST_DATABASE_URL)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``postgres`` test PostgreSQL-only behaviour: deselected on SQLite runs."""
+    if on_postgres():
+        return
+    keep = [item for item in items if item.get_closest_marker("postgres") is None]
+    dropped = [item for item in items if item.get_closest_marker("postgres") is not None]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 def _url(value: str) -> str:
@@ -75,21 +85,10 @@ def settings(database_url: str) -> Settings:
 @pytest.fixture
 def app(settings: Settings, connection: Connection) -> Iterator[FastAPI]:
     application = create_app(settings)
-
-    def session_in_test_transaction() -> Iterator[Session]:
-        session = Session(
-            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-        )
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
-
-    application.dependency_overrides[get_session] = session_in_test_transaction
+    # Requests use the test's connection: their commits are savepoints the test rolls back.
+    application.state.sessionmaker = lambda: Session(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
     yield application
     application.state.engine.dispose()
 

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 
 from sqlalchemy.orm import Session
 
+from app.identity.models import ApiClient, ClientRole, User
+from app.identity.passwords import hash_password
+from app.identity.service import create_api_client
 from app.orgs.models import Organisation, OrganisationKind
+from app.pregnancies.models import Pregnancy
+from referral.models import Referral
 
 _sequence = itertools.count(1)
+DEFAULT_PASSWORD = "correct horse battery staple"
+_DEFAULT_HASH = hash_password(DEFAULT_PASSWORD)  # argon2 is slow on purpose: hash once per run
 
 
 def make_service(session: Session, *, code: str | None = None) -> Organisation:
@@ -36,3 +44,72 @@ def make_unit(
     session.add(unit)
     session.flush()
     return unit
+
+
+def make_user(
+    session: Session,
+    *,
+    role: str,
+    organisation: Organisation,
+    password: str = DEFAULT_PASSWORD,
+    username: str | None = None,
+    must_change_password: bool = False,
+) -> User:
+    user = User(
+        username=username or f"{role}{next(_sequence)}",
+        display_name=f"Test {role.title()}",
+        password_hash=_DEFAULT_HASH if password == DEFAULT_PASSWORD else hash_password(password),
+        role=role,
+        organisation=organisation,
+        must_change_password=must_change_password,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def make_api_client(
+    session: Session, *, role: str, organisation: Organisation
+) -> tuple[ApiClient, str]:
+    client, secret = create_api_client(
+        session,
+        name=f"{role}-client-{next(_sequence)}",
+        role=ClientRole(role),
+        organisation=organisation,
+    )
+    return client, secret
+
+
+def make_pregnancy(
+    session: Session,
+    *,
+    unit: Organisation,
+    nhs_number: str = "9434765919",
+    estimated_due_date: dt.date = dt.date(2027, 3, 1),
+) -> Pregnancy:
+    pregnancy = Pregnancy(
+        unit=unit,
+        nhs_number=nhs_number,
+        given_name="Jane",
+        family_name="Testpatient",
+        date_of_birth=dt.date(1995, 4, 2),
+        phone="07700 900123",
+        postcode="LS1 4AP",
+        estimated_due_date=estimated_due_date,
+    )
+    session.add(pregnancy)
+    session.flush()
+    return pregnancy
+
+
+def make_referral(session: Session, *, pregnancy: Pregnancy, service: Organisation) -> Referral:
+    referral = Referral(
+        pregnancy_id=pregnancy.id,
+        service=service,
+        status="pending",
+        reasons=["co_elevated"],
+        policy_version="test",
+    )
+    session.add(referral)
+    session.flush()
+    return referral

@@ -8,7 +8,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from app.audit.service import write_pending_denials
 from app.config import Settings
+from app.logs import get_logger
+
+log = get_logger(__name__)
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -21,12 +25,24 @@ def get_session(request: Request) -> Iterator[Session]:
     session: Session = request.app.state.sessionmaker()
     try:
         yield session
+        write_pending_denials(session)
         session.commit()
     except BaseException:
         session.rollback()
+        _commit_denials_alone(session)
         raise
     finally:
         session.close()
+
+
+def _commit_denials_alone(session: Session) -> None:
+    """After a rollback, still record the denied attempts that led to it."""
+    try:
+        write_pending_denials(session)
+        session.commit()
+    except Exception as error:  # the original error is the one the caller must see
+        session.rollback()
+        log.error("audit_denial_not_written", error_type=type(error).__name__)
 
 
 # scope="function": the commit runs before the response goes out, so a failed commit is never a 2xx.

@@ -12,7 +12,11 @@ from app.db import Base, BigIntPK, JSONType, UTCDateTime, utcnow
 
 
 class AuditEvent(Base):
-    """Who did what to which record, and whether it was allowed. Never holds patient data itself."""
+    """Who did what to which record, and whether it was allowed. Never holds patient data itself.
+
+    ``subject_pregnancy_id`` names the woman's pregnancy the record belongs to, so that "who has
+    looked at this woman's record" is one indexed query whatever the record type.
+    """
 
     __tablename__ = "audit_event"
     __table_args__ = (Index("ix_audit_event_record", "record_type", "record_id"),)
@@ -27,6 +31,7 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(32))
     record_type: Mapped[str | None] = mapped_column(String(32))
     record_id: Mapped[str | None] = mapped_column(String(64))
+    subject_pregnancy_id: Mapped[int | None] = mapped_column(index=True)
     request_id: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)

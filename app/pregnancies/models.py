@@ -9,6 +9,7 @@ from sqlalchemy import Date, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, UTCDateTime, utcnow
+from app.orgs.models import Organisation
 
 
 class ContactKind(enum.StrEnum):
@@ -38,9 +39,14 @@ class Pregnancy(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
+    unit: Mapped[Organisation] = relationship()
     contacts: Mapped[list[Contact]] = relationship(
         back_populates="pregnancy", order_by="Contact.occurred_on"
     )
+
+    @property
+    def unit_code(self) -> str:
+        return self.unit.code
 
 
 class Contact(Base):

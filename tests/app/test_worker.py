@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import signal
 import subprocess
 import sys
 import time
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
+from app.identity.jobs import prune_sessions_job
+from app.identity.models import WebSession
+from app.identity.service import SessionPolicy, digest, start_web_session
 from app.worker import LeaderLock
+from tests.app.access_world import build_side
 from tests.helpers import REPO, exhale_env
 
 
@@ -67,3 +73,24 @@ def test_a_second_worker_stands_by_and_takes_over(engine: Engine, database_url: 
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def test_the_session_job_ends_idle_and_expired_sessions_only(
+    session: Session, settings: Settings
+) -> None:
+    side = build_side(session)
+    now = dt.datetime.now(dt.UTC)
+    policy = SessionPolicy(idle=dt.timedelta(minutes=30), maximum=dt.timedelta(hours=12))
+    fresh = start_web_session(session, user=side.users["midwife"], now=now, policy=policy)
+    idle = start_web_session(
+        session, user=side.users["lead"], now=now - dt.timedelta(hours=1), policy=policy
+    )
+    expired = start_web_session(
+        session, user=side.users["admin"], now=now - dt.timedelta(hours=13), policy=policy
+    )
+    factory = sessionmaker(bind=session.connection(), join_transaction_mode="create_savepoint")
+    assert prune_sessions_job(factory, settings) == 2
+    session.expire_all()
+    assert session.get(WebSession, digest(fresh)) is not None
+    assert session.get(WebSession, digest(idle)) is None
+    assert session.get(WebSession, digest(expired)) is None

@@ -1,0 +1,137 @@
+"""Writing and reading the audit trail.
+
+Allowed actions are written in the request's own transaction: they commit with what they describe.
+Denied attempts usually end the request with an error, which rolls that transaction back; they are
+held on the session and written after the rollback (see ``app.api.deps.get_session``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.audit.models import AuditEvent
+from app.identity.principal import ActorType, Principal
+
+_PENDING_DENIALS = "exhale.audit.pending_denials"
+
+
+class Action(enum.StrEnum):
+    read = "read"
+    search = "search"
+    create = "create"
+    update = "update"
+    delete = "delete"
+    login = "login"
+    audit_query = "audit_query"
+
+
+def _event(
+    actor: Principal | None,
+    *,
+    action: str,
+    outcome: str,
+    record_type: str | None,
+    record_id: str | int | None,
+    subject_pregnancy_id: int | None,
+    detail: dict[str, Any] | None,
+) -> AuditEvent:
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    return AuditEvent(
+        actor_type=(actor.actor_type if actor else ActorType.anonymous).value,
+        actor_id=actor.id if actor else None,
+        actor_name=(actor.name if actor else "anonymous")[:150],
+        role=actor.role if actor else None,
+        organisation_id=actor.organisation_id if actor else None,
+        action=action,
+        record_type=record_type,
+        record_id=None if record_id is None else str(record_id)[:64],
+        subject_pregnancy_id=subject_pregnancy_id,
+        request_id=request_id,
+        outcome=outcome,
+        detail=detail,
+    )
+
+
+def record(
+    session: Session,
+    *,
+    actor: Principal | None,
+    action: str,
+    record_type: str | None = None,
+    record_id: str | int | None = None,
+    subject_pregnancy_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Record an allowed action in the current transaction."""
+    session.add(
+        _event(
+            actor,
+            action=action,
+            outcome="allowed",
+            record_type=record_type,
+            record_id=record_id,
+            subject_pregnancy_id=subject_pregnancy_id,
+            detail=detail,
+        )
+    )
+
+
+def record_denied(
+    session: Session,
+    *,
+    actor: Principal | None,
+    action: str,
+    reason: str,
+    record_type: str | None = None,
+    record_id: str | int | None = None,
+    subject_pregnancy_id: int | None = None,
+) -> None:
+    """Hold a denied attempt; it is written even when the request's transaction rolls back."""
+    event = _event(
+        actor,
+        action=action,
+        outcome="denied",
+        record_type=record_type,
+        record_id=record_id,
+        subject_pregnancy_id=subject_pregnancy_id,
+        detail={"reason": reason},
+    )
+    session.info.setdefault(_PENDING_DENIALS, []).append(event)
+
+
+def write_pending_denials(session: Session) -> None:
+    for event in session.info.pop(_PENDING_DENIALS, []):
+        session.add(event)
+
+
+def list_for_pregnancies(session: Session, pregnancy_ids: list[int]) -> list[AuditEvent]:
+    """Every audited access to these pregnancies' records, oldest first."""
+    if not pregnancy_ids:
+        return []
+    statement = (
+        select(AuditEvent)
+        .where(AuditEvent.subject_pregnancy_id.in_(pregnancy_ids))
+        .order_by(AuditEvent.occurred_at, AuditEvent.id)
+    )
+    return list(session.scalars(statement))
+
+
+def action_for_method(method: str) -> str:
+    return {
+        "GET": Action.read,
+        "HEAD": Action.read,
+        "POST": Action.create,
+        "PUT": Action.update,
+        "PATCH": Action.update,
+        "DELETE": Action.delete,
+    }.get(method.upper(), Action.read).value
+
+
+def utc(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat(timespec="seconds")
