@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.config import ConfigError, Settings, load_settings, sqlite_path
 from app.errors import ExhaleError
+from devices.cli import bridge_command, simulator_command
 
 cli = typer.Typer(
     name="exhale",
@@ -75,6 +76,12 @@ apikey_cli = typer.Typer(
     help="API keys for machines: EPRs, bridges, services.", no_args_is_help=True
 )
 audit_cli = typer.Typer(help="The audit trail of patient records.", no_args_is_help=True)
+cli.command("simulator", help="A simulated CO monitor on a pseudo-terminal (prints its path).")(
+    simulator_command
+)
+cli.command("bridge", help="Forward a monitor's results to the exhale service, losing none.")(
+    bridge_command
+)
 cli.add_typer(orgs_cli, name="orgs")
 cli.add_typer(users_cli, name="users")
 cli.add_typer(apikey_cli, name="apikey")
