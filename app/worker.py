@@ -3,6 +3,10 @@
 Only one worker process runs the scheduled jobs at a time: it holds a leader lock (a PostgreSQL
 advisory lock, or a file lock beside the SQLite database). A second worker stands by and takes over
 when the first stops, so replicas never run a job twice.
+
+Loops (``LOOPS``) are different: every worker runs them from its start, leader or standby, each
+in its own thread. The webhook relay is one: it claims its work row by row, so several relays
+share the outbox without sending one message twice at once.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from app.config import Settings, sqlite_path
 from app.db import make_engine, make_sessionmaker
 from app.identity.jobs import prune_sessions_job
 from app.logs import get_logger
+from referral.delivery.jobs import delivery_backlog_job, relay_loop
 
 log = get_logger("exhale.worker")
 
@@ -44,7 +49,22 @@ class Job:
 
 JOBS: list[Job] = [
     Job("prune_web_sessions", interval_s=600, run=prune_sessions_job),
+    Job("webhook_backlog_report", interval_s=300, run=delivery_backlog_job),
 ]
+
+
+@dataclass(frozen=True)
+class Loop:
+    """Runs in every worker: ``run(sessionmaker, settings, stop)`` in a thread until ``stop``."""
+
+    name: str
+    run: Callable[..., Any]
+
+
+LOOPS: list[Loop] = [
+    Loop("webhook_relay", run=relay_loop),
+]
+LOOP_STOP_TIMEOUT_S = 60  # a relay lets its sends in flight finish (each has a deadline)
 
 
 class LeaderLock:
@@ -113,6 +133,8 @@ def run_worker(settings: Settings, *, stop: threading.Event | None = None) -> No
     )
     sessionmaker = make_sessionmaker(engine)
     lock = LeaderLock(settings, engine)
+    loops_stop = threading.Event()
+    loops = _start_loops(sessionmaker, settings, loops_stop)
     try:
         announced = False
         while not stop.is_set() and not lock.try_acquire():
@@ -140,5 +162,21 @@ def run_worker(settings: Settings, *, stop: threading.Event | None = None) -> No
         scheduler.shutdown(wait=True)
         log.info("worker_stopped")
     finally:
+        loops_stop.set()
+        for thread in loops:
+            thread.join(timeout=LOOP_STOP_TIMEOUT_S)
         lock.release()
         engine.dispose()
+
+
+def _start_loops(
+    sessionmaker: Any, settings: Settings, stop: threading.Event
+) -> list[threading.Thread]:
+    threads = []
+    for loop in LOOPS:
+        thread = threading.Thread(
+            target=loop.run, args=(sessionmaker, settings, stop), name=loop.name, daemon=True
+        )
+        thread.start()
+        threads.append(thread)
+    return threads

@@ -1,0 +1,151 @@
+"""Real `exhale worker` processes and committed data, for tests that kill and race workers."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import select
+
+from app.db import make_engine, make_sessionmaker, session_scope
+from referral.models import OutboxMessage
+from tests import factories
+from tests.helpers import REPO, exhale_env
+
+# Short timeouts so a test sees leases expire in seconds; the lease still outlasts two attempts.
+FAST_DELIVERY = {
+    "EXHALE_DELIVERY__LEASE_S": "2",
+    "EXHALE_DELIVERY__ATTEMPT_DEADLINE_S": "1",
+    "EXHALE_DELIVERY__CONNECT_TIMEOUT_S": "0.5",
+    "EXHALE_DELIVERY__READ_TIMEOUT_S": "0.5",
+    "EXHALE_DELIVERY__POLL_INTERVAL_S": "0.1",
+    "EXHALE_DELIVERY__LISTEN_POLL_INTERVAL_S": "0.2",
+    "EXHALE_DELIVERY__BACKOFF_BASE_S": "0.1",
+    "EXHALE_DELIVERY__BACKOFF_CAP_S": "1",
+    "EXHALE_DELIVERY__CONCURRENCY": "4",
+    "EXHALE_WORKER__LOCK_RETRY_S": "0.2",
+    "EXHALE_LOG_JSON": "true",
+}
+
+
+class Worker:
+    """`python -m app.cli worker`, its JSON log in a file (a pipe could fill and stall it)."""
+
+    def __init__(self, database_url: str, log: Path, **env: str) -> None:
+        self.log = log
+        self._stderr: IO[bytes] = log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker"],
+            cwd=REPO,
+            env=exhale_env(database_url, **{**FAST_DELIVERY, **env}),
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+        )
+
+    def events(self) -> list[dict[str, Any]]:
+        found = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+        return found
+
+    def count(self, event: str) -> int:
+        return sum(1 for item in self.events() if item.get("event") == event)
+
+    def wait_for(self, event: str, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.count(event) == 0:
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited: {self.log.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"worker never logged {event!r}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self._stderr.close()
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._stderr.close()
+        return self.process.returncode
+
+
+@dataclass(frozen=True)
+class Seeded:
+    message_id: int
+    referral_id: int
+    webhook_id: str
+
+
+def seed_destination(database_url: str, *, url: str, code: str = "SSS01") -> str:
+    """A service with a destination at ``url``; returns its signing secret. Committed."""
+    engine = make_engine(database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            service = factories.make_service(session, code=code)
+            return factories.make_destination(session, service=service, url=url)
+    finally:
+        engine.dispose()
+
+
+def seed_events(
+    database_url: str, *, referrals: int, events_each: int, code: str = "SSS01"
+) -> list[Seeded]:
+    """``referrals`` referrals with ``events_each`` events each, committed in one transaction."""
+    from app.orgs import service as orgs
+
+    kinds = ["referral.created", "referral.updated", "referral.closed"]
+    engine = make_engine(database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            service = orgs.get_by_code_or_raise(session, code)
+            unit = factories.make_unit(session, service=service)
+            for _ in range(referrals):
+                pregnancy = factories.make_pregnancy(session, unit=unit)
+                referral = factories.make_referral(session, pregnancy=pregnancy, service=service)
+                for index in range(events_each):
+                    factories.make_outbox_message(
+                        session, referral=referral, event_type=kinds[index % 3]
+                    )
+        with session_scope(make_sessionmaker(engine)) as session:
+            rows = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+            return [Seeded(m.id, m.referral_id or 0, m.webhook_id) for m in rows]
+    finally:
+        engine.dispose()
+
+
+def undelivered(database_url: str) -> int:
+    engine = make_engine(database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            return len(
+                session.scalars(
+                    select(OutboxMessage.id).where(OutboxMessage.status != "delivered")
+                ).all()
+            )
+    finally:
+        engine.dispose()
+
+
+def wait_until(condition: Any, *, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s} s")
+        time.sleep(0.1)
