@@ -35,6 +35,11 @@ def orgs_create(
     """Add a maternity unit or a stop-smoking service."""
     if kind not in KIND_NAMES:
         raise CliError("--kind must be `unit` or `service`")
+    if kind == "unit" and not default_service:
+        raise CliError(
+            "a unit needs --default-service CODE: the stop-smoking service its referrals go to "
+            "(create the service first)"
+        )
     with unit_of_work() as (_settings, session):
         organisation = orgs.create(
             session,
@@ -44,6 +49,29 @@ def orgs_create(
             default_service_code=default_service,
         )
         typer.echo(f"Created {organisation.kind.replace('_', ' ')} {organisation.code}.")
+
+
+@orgs_cli.command("set-default-service")
+def orgs_set_default_service(
+    unit: Annotated[str, typer.Option(help="The maternity unit's ODS code.")],
+    service: Annotated[str, typer.Option(help="The stop-smoking service's ODS code.")],
+) -> None:
+    """Send a unit's referrals to this service (unless her postcode district routes elsewhere)."""
+    with unit_of_work() as (_settings, session):
+        organisation = orgs.set_default_service(session, unit_code=unit, service_code=service)
+        typer.echo(f"{organisation.code} now refers to {service.upper()}.")
+
+
+@orgs_cli.command("route")
+def orgs_route(
+    unit: Annotated[str, typer.Option(help="The maternity unit's ODS code.")],
+    district: Annotated[str, typer.Option(help="Postcode district, e.g. LS1.")],
+    service: Annotated[str, typer.Option(help="The stop-smoking service's ODS code.")],
+) -> None:
+    """Route a unit's referrals for one postcode district to a particular service."""
+    with unit_of_work() as (_settings, session):
+        orgs.route_district(session, unit_code=unit, district=district, service_code=service)
+        typer.echo(f"{unit.upper()}: referrals from {district.upper()} go to {service.upper()}.")
 
 
 @orgs_cli.command("list")

@@ -63,6 +63,10 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+# Execution option for a read-only SQLite connection that should not wait for the write lock.
+SQLITE_DEFERRED = "exhale_sqlite_deferred"
+
+
 def _configure_sqlite(engine: Engine) -> None:
     """Foreign keys on, WAL journal, and transactions that SAVEPOINT works inside.
 
@@ -82,7 +86,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # IMMEDIATE takes the write lock up front: a read-then-write transaction can then never
+        # fail half-way because another writer got in first. Pure reads may ask for DEFERRED.
+        deferred = connection.get_execution_options().get(SQLITE_DEFERRED, False)
+        connection.exec_driver_sql("BEGIN DEFERRED" if deferred else "BEGIN IMMEDIATE")
 
 
 def make_engine(database_url: str, *, connect_timeout_s: int = 5, **kwargs: Any) -> Engine:

@@ -6,26 +6,26 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import Date, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, JSONType, UTCDateTime, utcnow
 from app.orgs.models import Organisation
-
-
-class ReferralStatus(enum.StrEnum):
-    pending = "pending"
-    contacted = "contacted"
-    engaged = "engaged"
-    quit_date_set = "quit_date_set"
-    opted_out = "opted_out"
-    uncontactable = "uncontactable"
-    not_engaged = "not_engaged"
-    completed = "completed"
+from referral.lifecycle import ReferralStatus
 
 
 class Referral(Base):
     __tablename__ = "referral"
+    __table_args__ = (
+        # One open referral per pregnancy: a new trigger is added to it, not a second referral.
+        Index(
+            "uq_referral_one_open_per_pregnancy",
+            "pregnancy_id",
+            unique=True,
+            sqlite_where=text("closed_at IS NULL"),
+            postgresql_where=text("closed_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     pregnancy_id: Mapped[int] = mapped_column(
@@ -38,6 +38,11 @@ class Referral(Base):
     opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     first_contact_due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    failed_contact_attempts: Mapped[int] = mapped_column(default=0)
+    quit_date: Mapped[dt.date | None] = mapped_column(Date)
+    last_outcome_stage: Mapped[str | None] = mapped_column(String(32))
+    last_outcome_result: Mapped[str | None] = mapped_column(String(32))
+    accepted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(default=1)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -48,6 +53,22 @@ class Referral(Base):
     @property
     def service_code(self) -> str:
         return self.service.code
+
+
+class ServiceArea(Base):
+    """Routes a unit's referrals by postcode district (``LS1``) to a stop-smoking service.
+
+    Without a matching area, a referral goes to the unit's default service.
+    """
+
+    __tablename__ = "service_area"
+    __table_args__ = (UniqueConstraint("unit_id", "postcode_district"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("organisation.id", ondelete="CASCADE"))
+    postcode_district: Mapped[str] = mapped_column(String(4))
+    service_id: Mapped[int] = mapped_column(ForeignKey("organisation.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ReferralEvent(Base):
@@ -61,6 +82,7 @@ class ReferralEvent(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     actor_type: Mapped[str] = mapped_column(String(16))
     actor_id: Mapped[int | None]
+    actor_name: Mapped[str] = mapped_column(String(150), default="")
     occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -67,7 +67,15 @@ def authenticate(request: Request, session: SessionDep, settings: SettingsDep) -
     except NotAuthenticated as error:
         error.headers = {**WWW_AUTHENTICATE, **error.headers}
         raise
-    raise NotAuthenticated(
+    raise missing_credential()
+
+
+def credential_present(request: Request) -> bool:
+    return bool(request.headers.get("authorization") or request.cookies.get(SESSION_COOKIE))
+
+
+def missing_credential() -> NotAuthenticated:
+    return NotAuthenticated(
         "This needs a credential: an API key as `Authorization: Bearer <key>`, or log in.",
         headers=WWW_AUTHENTICATE,
     )

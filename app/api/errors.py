@@ -6,12 +6,14 @@ No traceback and no submitted value is ever echoed back: values may be patient d
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import ExhaleError, FieldError
@@ -50,11 +52,25 @@ def _field_name(location: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "body"
 
 
+# A model-level check names its field as "field: message" (pydantic gives it no location).
+_NAMED = re.compile(r"^([a-z_][a-z0-9_.]*): (.+)$", re.DOTALL)
+
+
 def _validation_fields(error: RequestValidationError) -> list[FieldError]:
     fields = []
     for item in error.errors():
         message = str(item.get("msg", "is not valid")).removeprefix("Value error, ")
-        fields.append(FieldError(field=_field_name(item.get("loc", ())), message=message))
+        field = _field_name(item.get("loc", ()))
+        if item.get("type") in {"union_tag_invalid", "union_tag_not_found"}:
+            tag_field = str(item.get("ctx", {}).get("discriminator", "kind")).strip("'")
+            expected = item.get("ctx", {}).get("expected_tags", "")
+            field = tag_field if field == "body" else f"{field}.{tag_field}"
+            message = f"must be one of {expected}" if expected else "is required"
+        named = _NAMED.match(message)
+        if named:
+            prefix = "" if field == "body" else f"{field}."
+            field, message = prefix + named.group(1), named.group(2)
+        fields.append(FieldError(field=field, message=message))
     return fields
 
 
@@ -97,7 +113,19 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _stale_data(_request: Request, _exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        error_body(
+            "version_conflict",
+            "Someone else changed this record at the same moment. Reload it, check what "
+            "changed, and try again.",
+        ),
+        status_code=409,
+    )
+
+
 def register_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StaleDataError, _stale_data)
     app.add_exception_handler(ExhaleError, _exhale_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

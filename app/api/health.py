@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.db import SQLITE_DEFERRED
 from app.logs import get_logger
 from app.migrate import pending_message
 
@@ -27,6 +28,7 @@ def healthz() -> dict[str, str]:
 def readyz(request: Request) -> JSONResponse:
     try:
         with request.app.state.engine.connect() as connection:
+            connection.execution_options(**{SQLITE_DEFERRED: True})
             connection.execute(text("SELECT 1"))
             behind = pending_message(connection)
     except SQLAlchemyError as error:

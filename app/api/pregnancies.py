@@ -1,22 +1,42 @@
-"""Pregnancies: find by NHS number, read one."""
+"""Pregnancies: find by NHS number, read one with its contacts, readings and referrals, and change
+what the unit knows of it (due date, contact details, the birth, smoking status after the birth)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.api.auth import require
 from app.api.deps import SessionDep, SettingsDep
+from app.api.strict_json import StrictJsonRoute
+from app.audit import service as audit
+from app.db import utcnow
 from app.errors import FieldError, InvalidInput
 from app.identity.principal import Principal
 from app.pregnancies import service
+from app.pregnancies.models import PostnatalStatus, Pregnancy
 from app.pregnancies.nhs_number import InvalidNhsNumberError, normalise_nhs_number
-from app.pregnancies.schemas import PregnancyRead
+from app.pregnancies.schemas import (
+    BirthCreate,
+    ContactRead,
+    PostnatalStatusCreate,
+    PostnatalStatusRead,
+    PregnancyDetail,
+    PregnancyRead,
+    PregnancyUpdate,
+    ReferralState,
+)
+from app.readings import service as readings
+from app.readings.models import Reading
+from referral.models import Referral
 
-router = APIRouter(prefix="/api/v1/pregnancies", tags=["pregnancies"])
+router = APIRouter(prefix="/api/v1/pregnancies", tags=["pregnancies"], route_class=StrictJsonRoute)
 
 READERS = ("midwife", "epr")
+WRITERS = ("midwife", "epr")
 
 
 def parse_nhs_number(value: str, *, allow_synthetic: bool, field: str = "nhs_number") -> str:
@@ -42,15 +62,126 @@ def search_pregnancies(
     return [PregnancyRead.model_validate(p) for p in found]
 
 
+def detail(session: Session, pregnancy: Pregnancy) -> PregnancyDetail:
+    reading_rows = session.scalars(
+        select(Reading).where(Reading.pregnancy_id == pregnancy.id).order_by(Reading.measured_at)
+    )
+    referral_rows = session.scalars(
+        select(Referral).where(Referral.pregnancy_id == pregnancy.id).order_by(Referral.id)
+    )
+    statuses = session.scalars(
+        select(PostnatalStatus)
+        .where(PostnatalStatus.pregnancy_id == pregnancy.id)
+        .order_by(PostnatalStatus.recorded_on)
+    )
+    return PregnancyDetail(
+        **PregnancyRead.model_validate(pregnancy).model_dump(),
+        contacts=[ContactRead.model_validate(c) for c in pregnancy.contacts],
+        readings=[readings.to_read(session, r) for r in reading_rows],
+        referrals=[
+            ReferralState(
+                id=r.id,
+                status=r.status,
+                reasons=r.reasons,
+                service_code=r.service_code,
+                opened_at=r.opened_at,
+                closed_at=r.closed_at,
+            )
+            for r in referral_rows
+        ],
+        postnatal_statuses=[PostnatalStatusRead.model_validate(s) for s in statuses],
+    )
+
+
 @router.get(
     "/{id}",
-    summary="Read one pregnancy",
+    summary="Read one pregnancy with its contacts, readings and referrals",
     description="Roles: midwife, epr. A pregnancy at another unit is 404. Audited.",
 )
 def read_pregnancy(
     id: int,
     session: SessionDep,
     principal: Annotated[Principal, require(*READERS, record=service.RECORD_TYPE)],
-) -> PregnancyRead:
+) -> PregnancyDetail:
     pregnancy = service.get_for_reader_or_raise(session, principal=principal, pregnancy_id=id)
-    return PregnancyRead.model_validate(pregnancy)
+    return detail(session, pregnancy)
+
+
+def _committed(session: Session, pregnancy: Pregnancy) -> PregnancyDetail:
+    """The answer, then the commit: see app.api.readings for why writes commit in the route."""
+    answer = detail(session, pregnancy)
+    session.commit()
+    return answer
+
+
+def _for_writer(session: Session, principal: Principal, pregnancy_id: int) -> Pregnancy:
+    return service.get_for_reader_or_raise(
+        session, principal=principal, pregnancy_id=pregnancy_id, action=audit.Action.update
+    )
+
+
+@router.patch(
+    "/{id}",
+    summary="Change the due date or her contact details",
+    description="Roles: midwife, epr. Only the fields sent change; each change is audited.",
+)
+def update_pregnancy(
+    id: int,
+    body: PregnancyUpdate,
+    session: SessionDep,
+    principal: Annotated[Principal, require(*WRITERS, record=service.RECORD_TYPE)],
+) -> PregnancyDetail:
+    pregnancy = _for_writer(session, principal, id)
+    service.update(
+        session,
+        principal=principal,
+        pregnancy=pregnancy,
+        changes=body.model_dump(exclude_unset=True),
+    )
+    return _committed(session, pregnancy)
+
+
+@router.post(
+    "/{id}/birth",
+    summary="Record the birth and her smoking status at delivery",
+    description="Roles: midwife, epr. Recording it again corrects it. Ends the pregnancy.",
+)
+def record_birth(
+    id: int,
+    body: BirthCreate,
+    session: SessionDep,
+    principal: Annotated[Principal, require(*WRITERS, record=service.RECORD_TYPE)],
+) -> PregnancyDetail:
+    pregnancy = _for_writer(session, principal, id)
+    service.record_birth(
+        session,
+        principal=principal,
+        pregnancy=pregnancy,
+        born_on=body.born_on,
+        smoking_status_at_delivery=body.smoking_status_at_delivery.value,
+        today=readings.local_date(utcnow()),
+    )
+    return _committed(session, pregnancy)
+
+
+@router.post(
+    "/{id}/postnatal-status",
+    summary="Record her smoking status after the birth",
+    description="Roles: midwife, epr. One status per date; sending a date again corrects it.",
+)
+def record_postnatal_status(
+    id: int,
+    body: PostnatalStatusCreate,
+    session: SessionDep,
+    principal: Annotated[Principal, require(*WRITERS, record=service.RECORD_TYPE)],
+) -> PregnancyDetail:
+    pregnancy = _for_writer(session, principal, id)
+    service.record_postnatal_status(
+        session,
+        principal=principal,
+        pregnancy=pregnancy,
+        recorded_on=body.recorded_on,
+        smoking_status=body.smoking_status.value,
+        today=readings.local_date(utcnow()),
+    )
+    return _committed(session, pregnancy)

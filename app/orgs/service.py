@@ -68,3 +68,50 @@ def create(
     session.add(organisation)
     session.flush()
     return organisation
+
+
+def _service_or_raise(session: Session, code: str, field: str) -> Organisation:
+    service = get_by_code_or_raise(session, code)
+    if service.kind != OrganisationKind.stop_smoking_service:
+        raise InvalidInput(
+            f"Check {field}.",
+            fields=[FieldError(field, "must be a stop-smoking service's code")],
+        )
+    return service
+
+
+def _unit_or_raise(session: Session, code: str) -> Organisation:
+    unit = get_by_code_or_raise(session, code)
+    if unit.kind != OrganisationKind.maternity_unit:
+        raise InvalidInput("Check unit.", fields=[FieldError("unit", "must be a unit's code")])
+    return unit
+
+
+def set_default_service(session: Session, *, unit_code: str, service_code: str) -> Organisation:
+    unit = _unit_or_raise(session, unit_code)
+    unit.default_service = _service_or_raise(session, service_code, "service")
+    session.flush()
+    return unit
+
+
+def route_district(session: Session, *, unit_code: str, district: str, service_code: str) -> None:
+    """Referrals from this postcode district (``LS1``) at this unit go to this service."""
+    from referral.models import ServiceArea
+
+    district = district.strip().upper()
+    if not re.fullmatch(r"[A-Z]{1,2}[0-9][0-9A-Z]?", district):
+        raise InvalidInput(
+            "Check district.", fields=[FieldError("district", "use a postcode district, e.g. LS1")]
+        )
+    unit = _unit_or_raise(session, unit_code)
+    service = _service_or_raise(session, service_code, "service")
+    area = session.scalars(
+        select(ServiceArea).where(
+            ServiceArea.unit_id == unit.id, ServiceArea.postcode_district == district
+        )
+    ).one_or_none()
+    if area is None:
+        area = ServiceArea(unit_id=unit.id, postcode_district=district)
+        session.add(area)
+    area.service_id = service.id
+    session.flush()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import Date, ForeignKey, Index, String
+from sqlalchemy import Date, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, UTCDateTime, utcnow
@@ -50,9 +50,20 @@ class Pregnancy(Base):
 
 
 class Contact(Base):
-    """An antenatal or postnatal appointment."""
+    """An antenatal or postnatal appointment; a pregnancy has one booking and one 36-week one."""
 
     __tablename__ = "contact"
+    __table_args__ = (
+        UniqueConstraint("pregnancy_id", "kind", "occurred_on"),
+        Index(
+            "uq_contact_one_booking_and_36_weeks",
+            "pregnancy_id",
+            "kind",
+            unique=True,
+            sqlite_where=text("kind IN ('booking', '36_weeks')"),
+            postgresql_where=text("kind IN ('booking', '36_weeks')"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     pregnancy_id: Mapped[int] = mapped_column(
@@ -64,3 +75,16 @@ class Contact(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     pregnancy: Mapped[Pregnancy] = relationship(back_populates="contacts")
+
+
+class PostnatalStatus(Base):
+    """Her smoking status after the birth, as she reported it on a date."""
+
+    __tablename__ = "postnatal_status"
+    __table_args__ = (UniqueConstraint("pregnancy_id", "recorded_on"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pregnancy_id: Mapped[int] = mapped_column(ForeignKey("pregnancy.id", ondelete="CASCADE"))
+    recorded_on: Mapped[dt.date] = mapped_column(Date)
+    smoking_status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

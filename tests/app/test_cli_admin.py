@@ -58,6 +58,16 @@ def test_operator_sets_up_a_unit_its_people_and_machines(fresh_database_url: str
         "SSS01",
     )
     assert unit.returncode == 0, unit.stderr
+    lonely = _run(
+        env, "orgs", "create", "--code", "RR802", "--name", "No service", "--kind", "unit"
+    )
+    assert lonely.returncode == 2
+    assert "needs --default-service" in lonely.stderr
+    routed = _run(
+        env, "orgs", "route", "--unit", "rr801", "--district", "ls6", "--service", "DEMOSS"
+    )
+    assert routed.returncode == 0, routed.stderr
+    assert "referrals from LS6 go to DEMOSS" in routed.stdout
     listing = _run(env, "orgs", "list").stdout
     assert re.search(r"RR801\s+maternity_unit\s+Leeds Maternity -> SSS01", listing)
 

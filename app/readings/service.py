@@ -1,0 +1,303 @@
+"""Recording a CO test: once, against the right woman and appointment, whoever sends it.
+
+Everything a reading causes (the pregnancy when new, the contact, the reading, the rules'
+decision, the referral and its outbox message, the audit rows) is written in the caller's one
+transaction. Re-sends are answered from the database: a sender's ``source_id`` is unique.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zlib
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.audit import service as audit
+from app.config import Settings
+from app.errors import FieldError, InvalidInput, NotFound
+from app.identity.principal import Principal
+from app.monitors import service as monitors
+from app.monitors.models import DeviceReading, Monitor
+from app.pregnancies import service as pregnancies
+from app.pregnancies.models import Contact, ContactKind, Pregnancy
+from app.pregnancies.nhs_number import InvalidNhsNumberError, normalise_nhs_number
+from app.readings.models import Reading
+from app.readings.schemas import AdviceRead, ReadingCreate, ReadingRead, ReferralSummary
+from referral import service as referrals
+from referral.models import Referral
+
+RECORD_TYPE = "reading"
+LONDON = ZoneInfo("Europe/London")
+FUTURE_TOLERANCE = dt.timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    reading: Reading
+    created: bool
+
+
+def _invalid(field: str, message: str) -> InvalidInput:
+    return InvalidInput(f"Check {field}.", fields=[FieldError(field, message)])
+
+
+def _check(body: ReadingCreate, settings: Settings, now: dt.datetime) -> str:
+    try:
+        nhs_number = normalise_nhs_number(
+            body.nhs_number, allow_synthetic=settings.synthetic_nhs_numbers_allowed
+        )
+    except InvalidNhsNumberError as error:
+        raise _invalid("nhs_number", str(error)) from None
+    if body.co_ppm is not None and not 0 <= body.co_ppm <= settings.max_co_ppm:
+        raise _invalid("co_ppm", f"must be a whole number from 0 to {settings.max_co_ppm}")
+    assert body.measured_at is not None
+    if body.measured_at > now + FUTURE_TOLERANCE:
+        raise _invalid("measured_at", "is in the future; check the clock of the sending device")
+    if body.stopped_smoking_on is not None and body.stopped_smoking_on > local_date(
+        body.measured_at
+    ):
+        raise _invalid("stopped_smoking_on", "is after the test; give the day she stopped")
+    return nhs_number
+
+
+def local_date(moment: dt.datetime) -> dt.date:
+    """Clinical dates are England's local dates."""
+    return moment.astimezone(LONDON).date()
+
+
+def _lock_woman(session: Session, unit_id: int, nhs_number: str) -> None:
+    """Serialise concurrent records for one woman at one unit (SQLite has one writer anyway)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:unit, :woman)"),
+            {"unit": unit_id, "woman": zlib.crc32(nhs_number.encode()) - 2**31},
+        )
+
+
+def _pregnancy_for(
+    session: Session,
+    *,
+    principal: Principal,
+    body: ReadingCreate,
+    nhs_number: str,
+    on: dt.date,
+    settings: Settings,
+) -> Pregnancy:
+    assert principal.organisation_id is not None
+    details = body.pregnancy.model_dump(exclude_unset=True) if body.pregnancy else None
+    pregnancy = pregnancies.find_current(
+        session,
+        unit_id=principal.organisation_id,
+        nhs_number=nhs_number,
+        on=on,
+        postnatal_days=settings.postnatal_days,
+    )
+    if pregnancy is None:
+        if details is None:
+            raise _invalid(
+                "pregnancy",
+                "required: your unit has no current pregnancy for this NHS number, so send "
+                "pregnancy.estimated_due_date (and her contact details) to register it",
+            )
+        return pregnancies.create(
+            session,
+            principal=principal,
+            unit_id=principal.organisation_id,
+            nhs_number=nhs_number,
+            details=details,
+        )
+    pregnancies.get_for_reader_or_raise(session, principal=principal, pregnancy_id=pregnancy.id)
+    if details:
+        pregnancies.update(session, principal=principal, pregnancy=pregnancy, changes=details)
+    return pregnancy
+
+
+def _contact_for(
+    pregnancy: Pregnancy, body: ReadingCreate, on: dt.date, session: Session
+) -> Contact:
+    if on < pregnancies.starts_on(pregnancy):
+        raise _invalid(
+            "measured_at", "is before this pregnancy began (280 days before its due date)"
+        )
+    if pregnancy.born_on is None and on > pregnancies.antenatal_ends_on(pregnancy):
+        raise _invalid("measured_at", "is after 44 weeks' gestation with no birth recorded")
+    kind = body.contact or pregnancies.derive_contact_kind(pregnancy, on)
+    pregnancies.check_contact_fits(pregnancy, ContactKind(kind), on)
+    return pregnancies.get_or_create_contact(
+        session, pregnancy=pregnancy, kind=ContactKind(kind), on=on
+    )
+
+
+def _existing_by_source(session: Session, principal: Principal, source_id: str) -> Reading | None:
+    column = Reading.api_client_id if principal.is_client else Reading.recorded_by_user_id
+    return session.scalars(
+        select(Reading).where(column == principal.id, Reading.source_id == source_id)
+    ).one_or_none()
+
+
+def _from_monitor(
+    session: Session, principal: Principal, body: ReadingCreate
+) -> tuple[ReadingCreate, DeviceReading | None]:
+    """Fill the test from the monitor's result it names, which must be the unit's and unused."""
+    if body.device_reading_id is None:
+        return body, None
+    assert principal.organisation_id is not None
+    result = monitors.take_for_reading(
+        session, unit_id=principal.organisation_id, device_reading_id=body.device_reading_id
+    )
+    if body.co_ppm is not None and body.co_ppm != result.co_ppm:
+        raise _invalid(
+            "co_ppm",
+            f"differs from the monitor's result ({result.co_ppm} ppm); "
+            "leave it out to use the monitor's",
+        )
+    filled = body.model_copy(
+        update={
+            "co_ppm": result.co_ppm,
+            "measured_at": result.measured_at,
+            "device_serial": result.device_serial,
+        }
+    )
+    return filled, result
+
+
+def record(
+    session: Session,
+    *,
+    principal: Principal,
+    body: ReadingCreate,
+    settings: Settings,
+    now: dt.datetime,
+) -> Recorded:
+    """Record one test and act on it; a re-sent ``source_id`` returns the stored reading."""
+    assert principal.organisation_id is not None
+    if body.source_id is not None:
+        existing = _existing_by_source(session, principal, body.source_id)
+        if existing is not None:
+            return Recorded(existing, created=False)
+    body, monitor_result = _from_monitor(session, principal, body)
+    nhs_number = _check(body, settings, now)
+    _lock_woman(session, principal.organisation_id, nhs_number)
+    if body.source_id is not None:
+        existing = _existing_by_source(session, principal, body.source_id)
+        if existing is not None:
+            return Recorded(existing, created=False)
+    assert body.measured_at is not None
+    on = local_date(body.measured_at)
+    pregnancy = _pregnancy_for(
+        session, principal=principal, body=body, nhs_number=nhs_number, on=on, settings=settings
+    )
+    contact = _contact_for(pregnancy, body, on, session)
+    reading = Reading(
+        pregnancy_id=pregnancy.id,
+        contact_id=contact.id,
+        measured_at=body.measured_at,
+        outcome=body.outcome.value,
+        co_ppm=body.co_ppm,
+        smoking_status=body.smoking_status.value,
+        stopped_smoking_on=body.stopped_smoking_on,
+        very_brief_advice_given=body.very_brief_advice_given,
+        device_serial=body.device_serial,
+        source_id=body.source_id,
+        api_client_id=principal.id if principal.is_client else None,
+        recorded_by_user_id=principal.id if principal.is_user else None,
+    )
+    try:
+        with session.begin_nested():
+            session.add(reading)
+    except IntegrityError:
+        # A concurrent re-send won the race: the unique constraint is the arbiter.
+        replay = _existing_by_source(session, principal, body.source_id or "")
+        if replay is None:
+            raise
+        return Recorded(replay, created=False)
+    if monitor_result is not None:
+        monitor_result.reading_id = reading.id
+    referrals.act_on_reading(
+        session,
+        reading=reading,
+        pregnancy=pregnancy,
+        principal=principal,
+        policy=referrals.policies_from(settings),
+        now=now,
+    )
+    audit.record(
+        session,
+        actor=principal,
+        action=audit.Action.create,
+        record_type=RECORD_TYPE,
+        record_id=reading.id,
+        subject_pregnancy_id=pregnancy.id,
+    )
+    return Recorded(reading, created=True)
+
+
+def get_for_reader_or_raise(session: Session, *, principal: Principal, reading_id: int) -> Reading:
+    """A midwife reads her unit's readings; a machine reads back what it posted. Audited."""
+    statement = select(Reading).where(Reading.id == reading_id)
+    if principal.is_client:
+        statement = statement.where(Reading.api_client_id == principal.id)
+    else:
+        statement = statement.join(Pregnancy, Pregnancy.id == Reading.pregnancy_id).where(
+            Pregnancy.unit_id == principal.organisation_id
+        )
+    reading = session.scalars(statement).one_or_none()
+    if reading is None:
+        audit.record_denied(
+            session,
+            actor=principal,
+            action=audit.Action.read,
+            reason="not_found",
+            record_type=RECORD_TYPE,
+            record_id=reading_id,
+        )
+        raise NotFound(f"No reading {reading_id} is visible to you.")
+    audit.record(
+        session,
+        actor=principal,
+        action=audit.Action.read,
+        record_type=RECORD_TYPE,
+        record_id=reading.id,
+        subject_pregnancy_id=reading.pregnancy_id,
+    )
+    return reading
+
+
+def to_read(session: Session, reading: Reading) -> ReadingRead:
+    contact = session.get(Contact, reading.contact_id) if reading.contact_id else None
+    pregnancy = session.get(Pregnancy, reading.pregnancy_id)
+    assert pregnancy is not None
+    referral = session.get(Referral, reading.referral_id) if reading.referral_id else None
+    return ReadingRead(
+        id=reading.id,
+        pregnancy_id=reading.pregnancy_id,
+        contact=contact.kind if contact else None,
+        gestation_days=pregnancies.gestation_days(pregnancy, local_date(reading.measured_at)),
+        measured_at=reading.measured_at,
+        outcome=reading.outcome,
+        co_ppm=reading.co_ppm,
+        smoking_status=reading.smoking_status,
+        stopped_smoking_on=reading.stopped_smoking_on,
+        very_brief_advice_given=reading.very_brief_advice_given,
+        device_serial=reading.device_serial,
+        source_id=reading.source_id,
+        referral=ReferralSummary(id=referral.id, status=referral.status, reasons=referral.reasons)
+        if referral
+        else None,
+        advice=[AdviceRead(**item) for item in reading.advice],
+        calibration_warning=_calibration_warning(session, reading),
+    )
+
+
+def _calibration_warning(session: Session, reading: Reading) -> str | None:
+    if reading.device_serial is None:
+        return None
+    monitor = session.scalars(
+        select(Monitor).where(Monitor.serial == reading.device_serial)
+    ).first()
+    due = monitor.calibration_due_on if monitor else None
+    return monitors.calibration_warning(due, local_date(reading.measured_at))

@@ -1,0 +1,333 @@
+"""Referrals: opened by the rules when a reading calls for one, then worked through their lifecycle.
+
+Every change here is written in the caller's transaction together with its event, its outbox
+message for the stop-smoking service, and its audit row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.audit import service as audit
+from app.config import Settings
+from app.errors import Conflict, FieldError, InvalidInput
+from app.identity.principal import Principal
+from app.orgs.models import Organisation
+from app.pregnancies.models import Pregnancy
+from app.readings.models import Reading
+from referral import lifecycle, rules, sla
+from referral.delivery.service import enqueue_referral_event
+from referral.lifecycle import CLOSED_STATUSES, ReferralStatus
+from referral.models import Referral, ReferralEvent, ServiceArea
+
+RULESET = "r1"
+
+
+@dataclass(frozen=True)
+class Policies:
+    rules: rules.Policy
+    lifecycle: lifecycle.LifecyclePolicy
+    first_contact_working_days: int
+
+
+def policies_from(settings: Settings) -> Policies:
+    """Policies from the settings; the version names the rule set and a digest of its thresholds."""
+    r = settings.referral
+    thresholds = {
+        "threshold_ppm": r.threshold_ppm,
+        "source_check_ppm": r.source_check_ppm,
+        "poisoning_risk_above_ppm": r.poisoning_risk_above_ppm,
+        "urgent_above_ppm": r.urgent_above_ppm,
+        "recently_stopped_days": r.recently_stopped_days,
+    }
+    digest = hashlib.sha256(json.dumps(thresholds, sort_keys=True).encode()).hexdigest()[:8]
+    return Policies(
+        rules=rules.Policy(version=f"{RULESET}-{digest}", **thresholds),
+        lifecycle=lifecycle.LifecyclePolicy(
+            max_contact_attempts=r.max_contact_attempts,
+            co_confirmed_quit_below_ppm=r.co_confirmed_quit_below_ppm,
+        ),
+        first_contact_working_days=r.first_contact_working_days,
+    )
+
+
+def _history(session: Session, pregnancy_id: int) -> tuple[tuple[str, ...], Referral | None]:
+    referrals = list(
+        session.scalars(
+            select(Referral).where(Referral.pregnancy_id == pregnancy_id).order_by(Referral.id)
+        )
+    )
+    closed = tuple(r.status for r in referrals if r.status in CLOSED_STATUSES)
+    open_ = next((r for r in referrals if r.closed_at is None), None)
+    return closed, open_
+
+
+def postcode_district(postcode: str | None) -> str | None:
+    if not postcode or " " not in postcode.strip():
+        return None
+    return postcode.strip().upper().split()[0]
+
+
+def route(session: Session, pregnancy: Pregnancy) -> Organisation:
+    """The service for her postcode district at her unit, else the unit's default service."""
+    district = postcode_district(pregnancy.postcode)
+    if district:
+        area = session.scalars(
+            select(ServiceArea).where(
+                ServiceArea.unit_id == pregnancy.unit_id,
+                ServiceArea.postcode_district == district,
+            )
+        ).one_or_none()
+        if area is not None:
+            service = session.get(Organisation, area.service_id)
+            assert service is not None
+            return service
+    unit = session.get(Organisation, pregnancy.unit_id)
+    assert unit is not None
+    if unit.default_service is None:
+        raise Conflict(
+            f"Unit {unit.code} has no stop-smoking service to refer to. An administrator sets "
+            "one with `exhale orgs set-default-service`."
+        )
+    return unit.default_service
+
+
+def _add_event(
+    session: Session,
+    *,
+    referral: Referral,
+    kind: str,
+    data: dict[str, Any],
+    principal: Principal,
+    now: dt.datetime,
+) -> ReferralEvent:
+    event = ReferralEvent(
+        referral_id=referral.id,
+        kind=kind,
+        data=data,
+        actor_type=principal.actor_type.value,
+        actor_id=principal.id,
+        actor_name=principal.name,
+        occurred_at=now,
+        created_at=now,
+    )
+    session.add(event)
+    return event
+
+
+def act_on_reading(
+    session: Session,
+    *,
+    reading: Reading,
+    pregnancy: Pregnancy,
+    principal: Principal,
+    policy: Policies,
+    now: dt.datetime,
+) -> rules.Decision:
+    """Run the rules on a new reading; open a referral, or add to the open one, as they decide."""
+    closed, open_referral = _history(session, pregnancy.id)
+    facts = rules.ReadingFacts(
+        outcome=rules.ReadingOutcome(reading.outcome),
+        smoking_status=rules.SmokingStatus(reading.smoking_status),
+        tested_on=reading.measured_at.astimezone(lifecycle.LONDON).date(),
+        co_ppm=reading.co_ppm,
+        stopped_smoking_on=reading.stopped_smoking_on,
+        earlier_referral_outcomes=closed,
+        has_open_referral=open_referral is not None,
+    )
+    decision = rules.evaluate(facts, policy.rules)
+    reasons = [reason.value for reason in decision.reasons]
+    if decision.refer and open_referral is not None:
+        open_referral.reasons = list(dict.fromkeys([*open_referral.reasons, *reasons]))
+        _add_event(
+            session,
+            referral=open_referral,
+            kind="reason_added",
+            data={"reasons": reasons, "reading_id": reading.id},
+            principal=principal,
+            now=now,
+        )
+        session.flush()
+        enqueue_referral_event(
+            session, referral=open_referral, event_type="referral.updated", now=now
+        )
+        reading.referral_id = open_referral.id
+    elif decision.refer:
+        reading.referral_id = _open(
+            session,
+            pregnancy=pregnancy,
+            reasons=reasons,
+            reading=reading,
+            principal=principal,
+            policy=policy,
+            now=now,
+        ).id
+    reading.advice = [{"code": a.code.value, "text": a.text} for a in decision.advice]
+    reading.policy_version = decision.policy_version
+    session.flush()
+    return decision
+
+
+def _open(
+    session: Session,
+    *,
+    pregnancy: Pregnancy,
+    reasons: list[str],
+    reading: Reading,
+    principal: Principal,
+    policy: Policies,
+    now: dt.datetime,
+) -> Referral:
+    referral = Referral(
+        pregnancy_id=pregnancy.id,
+        service=route(session, pregnancy),
+        status=ReferralStatus.pending.value,
+        reasons=reasons,
+        policy_version=policy.rules.version,
+        opened_at=now,
+        first_contact_due_at=sla.first_contact_due(
+            now, working_days=policy.first_contact_working_days
+        ),
+    )
+    session.add(referral)
+    session.flush()
+    _add_event(
+        session,
+        referral=referral,
+        kind="created",
+        data={"reasons": reasons, "reading_id": reading.id},
+        principal=principal,
+        now=now,
+    )
+    audit.record(
+        session,
+        actor=principal,
+        action=audit.Action.create,
+        record_type="referral",
+        record_id=referral.id,
+        subject_pregnancy_id=pregnancy.id,
+    )
+    session.flush()
+    enqueue_referral_event(session, referral=referral, event_type="referral.created", now=now)
+    return referral
+
+
+# --- working a referral -------------------------------------------------------------------------
+
+
+def state_of(referral: Referral) -> lifecycle.ReferralState:
+    return lifecycle.ReferralState(
+        opened_at=referral.opened_at,
+        status=lifecycle.ReferralStatus(referral.status),
+        reasons=tuple(referral.reasons),
+        failed_contact_attempts=referral.failed_contact_attempts,
+        quit_date=referral.quit_date,
+        last_outcome_stage=(
+            lifecycle.OutcomeStage(referral.last_outcome_stage)
+            if referral.last_outcome_stage
+            else None
+        ),
+        closed_at=referral.closed_at,
+    )
+
+
+def check_version(referral: Referral, expected: int | None) -> None:
+    if expected is None:
+        raise PreconditionRequired(
+            "Send the version you are changing, as If-Match (the ETag of the referral) or "
+            "as `version` in the body, so that no one's change is lost."
+        )
+    if expected != referral.version:
+        raise Conflict(
+            f"Someone else changed this referral (now version {referral.version}, you sent "
+            f"{expected}). Reload it, check what changed, and try again.",
+            code="version_conflict",
+        )
+
+
+class PreconditionRequired(InvalidInput):
+    status_code = 428
+    code = "precondition_required"
+
+
+def record_event(
+    session: Session,
+    *,
+    referral: Referral,
+    event: lifecycle.Event,
+    data: dict[str, Any],
+    principal: Principal,
+    expected_version: int | None,
+    policy: Policies,
+    now: dt.datetime,
+) -> ReferralEvent:
+    """Apply one event through the lifecycle; 409 names the allowed moves, 422 the bad field."""
+    check_version(referral, expected_version)
+    before = state_of(referral)
+    try:
+        after = lifecycle.apply(before, event, policy.lifecycle, now=now)
+    except lifecycle.IllegalTransition as error:
+        raise Conflict(str(error), code="illegal_transition") from None
+    except lifecycle.InvalidEvent as error:
+        raise InvalidInput(
+            f"Check {error.field}.", fields=[FieldError(error.field, error.message)]
+        ) from None
+    referral.status = after.status.value
+    referral.reasons = list(after.reasons)
+    referral.failed_contact_attempts = after.failed_contact_attempts
+    referral.quit_date = after.quit_date
+    referral.last_outcome_stage = (
+        after.last_outcome_stage.value if after.last_outcome_stage else None
+    )
+    if isinstance(event, lifecycle.OutcomeCheck):
+        referral.last_outcome_result = event.result.value
+    referral.closed_at = after.closed_at
+    stored = _add_event(
+        session, referral=referral, kind=event.kind.value, data=data, principal=principal, now=now
+    )
+    session.flush()
+    audit.record(
+        session,
+        actor=principal,
+        action=audit.Action.update,
+        record_type="referral",
+        record_id=referral.id,
+        subject_pregnancy_id=referral.pregnancy_id,
+        detail={"event": event.kind.value},
+    )
+    event_type = "referral.closed" if not after.is_open else "referral.updated"
+    enqueue_referral_event(session, referral=referral, event_type=event_type, now=now)
+    return stored
+
+
+def accept(
+    session: Session, *, referral: Referral, principal: Principal, now: dt.datetime
+) -> Referral:
+    """The stop-smoking service's system has taken the referral in; shown in the queue."""
+    if referral.accepted_at is None:
+        referral.accepted_at = now
+        _add_event(
+            session, referral=referral, kind="accepted", data={}, principal=principal, now=now
+        )
+        session.flush()
+        audit.record(
+            session,
+            actor=principal,
+            action=audit.Action.update,
+            record_type="referral",
+            record_id=referral.id,
+            subject_pregnancy_id=referral.pregnancy_id,
+            detail={"event": "accepted"},
+        )
+    return referral
+
+
+def event_payload(event: lifecycle.Event) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in asdict(event).items()}
