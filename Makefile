@@ -21,21 +21,23 @@ run: $(STAMP)
 	$(BIN)/exhale run
 
 lint: $(STAMP)
-	$(BIN)/ruff check app devices referral tests migrations
-	$(BIN)/ruff format --check app devices referral tests migrations
+	$(BIN)/ruff check app devices referral tests migrations bench
+	$(BIN)/ruff format --check app devices referral tests migrations bench
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix app devices referral tests migrations
-	$(BIN)/ruff format app devices referral tests migrations
+	$(BIN)/ruff check --fix app devices referral tests migrations bench
+	$(BIN)/ruff format app devices referral tests migrations bench
 
 test: lint
 	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
 
+# Not part of `make test`: loads a national-scale year into a throwaway PostgreSQL database
+# (created and dropped on BENCH_DATABASE_URL's server, default postgres@127.0.0.1:5432).
 bench: $(STAMP)
-	@echo "No benchmarks yet."
+	$(BIN)/python bench/bench_measures.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var/*.db var/*.db-* .mypy_cache .ruff_cache

@@ -32,6 +32,13 @@ class ReferralSettings(BaseModel):
     """Clinical thresholds (NICE NG209; see DOMAIN.md). Kept here so a trust can configure them."""
 
     threshold_ppm: int = Field(default=4, ge=1, le=100)
+    source_check_ppm: int = Field(default=3, ge=0, le=100)
+    poisoning_risk_above_ppm: int = Field(default=10, ge=0, le=200)
+    urgent_above_ppm: int = Field(default=72, ge=1, le=499)
+    recently_stopped_days: int = Field(default=14, ge=0, le=365)
+    co_confirmed_quit_below_ppm: int = Field(default=10, ge=1, le=100)
+    max_contact_attempts: int = Field(default=3, ge=1, le=20)
+    first_contact_working_days: int = Field(default=1, ge=1, le=20)
 
 
 class AuthSettings(BaseModel):
@@ -48,8 +55,54 @@ class AuthSettings(BaseModel):
     cookie_secure: bool | None = None  # None: Secure in production and whenever served over https
 
 
+class DeviceSettings(BaseModel):
+    """Monitor results from the bridges."""
+
+    unrecorded_after_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
+
+
 class WorkerSettings(BaseModel):
     lock_retry_s: float = Field(default=5.0, gt=0, le=600)
+
+
+class DeliverySettings(BaseModel):
+    """Webhooks to stop-smoking services: polling, timeouts, retry schedule, destination safety."""
+
+    poll_interval_s: float = Field(default=0.5, gt=0, le=60)  # SQLite, or when LISTEN fails
+    listen_poll_interval_s: float = Field(default=5.0, gt=0, le=600)  # PostgreSQL: retries due
+    concurrency: int = Field(default=8, ge=1, le=64)  # sends in flight per worker
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    read_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    attempt_deadline_s: float = Field(default=30.0, gt=0, le=600)  # from the claim, body included
+    lease_s: float = Field(default=120.0, gt=0, le=3600)  # a crashed worker's claim expires
+    retry_for_hours: float = Field(default=72.0, gt=0, le=24 * 30)  # then the message fails
+    backoff_base_s: float = Field(default=5.0, gt=0, le=3600)
+    backoff_cap_s: float = Field(default=3600.0, gt=0, le=24 * 3600)
+    retry_after_cap_s: float = Field(default=24 * 3600.0, gt=0, le=7 * 24 * 3600)
+    max_response_bytes: int = Field(default=64 * 1024, ge=0, le=16 * 1024 * 1024)
+    secret_overlap_hours: float = Field(default=24.0, ge=0, le=24 * 30)
+    allow_private_destinations: bool | None = None  # None: allowed in development only
+
+    @model_validator(mode="after")
+    def _lease_outlasts_an_attempt(self) -> DeliverySettings:
+        if self.lease_s < 2 * self.attempt_deadline_s:
+            raise ValueError(
+                "EXHALE_DELIVERY__LEASE_S must be at least twice "
+                "EXHALE_DELIVERY__ATTEMPT_DEADLINE_S, or a slow attempt could be sent twice at once"
+            )
+        return self
+
+
+class MeasuresSettings(BaseModel):
+    """The change package's monthly measures, export and SPC charts: see docs/measures.md."""
+
+    elevated_co_ppm: int = Field(default=4, ge=1, le=100)  # MSDS: smoker = self-report or >= 4
+    status_window_days: int = Field(default=3, ge=0, le=14)  # MSDS: within +/- 3 days
+    suppress_below: int = Field(default=8, ge=0, le=1000)  # CSV export: counts 1 to 7 shown as *
+    run_length: int = Field(default=7, ge=5, le=12)  # SPC shift: points in a row on one side
+    trend_length: int = Field(default=7, ge=5, le=12)  # SPC trend: points rising or falling
+    positive_feedback_from: int = Field(default=4, ge=1, le=5)  # a rating of 4 or 5 of 5
+    postgres_work_mem_mb: int = Field(default=128, ge=4, le=4096)  # per sort or hash, per query
 
 
 class Settings(BaseSettings):
@@ -69,9 +122,14 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     database_connect_timeout_s: int = Field(default=5, ge=1, le=120)
     allow_synthetic_nhs_numbers: bool | None = None  # None: allowed in development only
+    max_co_ppm: int = Field(default=500, ge=1, le=10_000)
+    postnatal_days: int = Field(default=56, ge=0, le=365)
     referral: ReferralSettings = ReferralSettings()
     auth: AuthSettings = AuthSettings()
     worker: WorkerSettings = WorkerSettings()
+    devices: DeviceSettings = DeviceSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    measures: MeasuresSettings = MeasuresSettings()
 
     @field_validator("database_url")
     @classmethod

@@ -11,18 +11,46 @@ from fastapi.staticfiles import StaticFiles
 
 import app.models  # noqa: F401  (every mapper configured before the first request)
 from app import __version__
-from app.api import admin, health, pregnancies, referrals
+from app.api import (
+    admin,
+    deliveries,
+    devices,
+    health,
+    measures,
+    pregnancies,
+    readings,
+    referrals,
+)
 from app.api.errors import register_error_handlers
 from app.api.middleware import RequestContextMiddleware
 from app.config import Settings, load_settings
 from app.db import make_engine, make_sessionmaker
 from app.logs import configure_logging
 from app.ratelimit import RateLimiter
+from app.web import advisor as web_advisor
 from app.web import auth as web_auth
+from app.web import co_tests as web_co_tests
+from app.web import lead as web_lead
+from app.web import women as web_women
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-API_ROUTERS = (health.router, pregnancies.router, referrals.router, admin.router)
-PAGE_ROUTERS = (web_auth.router,)
+API_ROUTERS = (
+    health.router,
+    pregnancies.router,
+    readings.router,
+    devices.router,
+    referrals.router,
+    admin.router,
+    deliveries.router,
+    measures.router,
+)
+PAGE_ROUTERS = (
+    web_auth.router,
+    web_women.router,
+    web_co_tests.router,
+    web_advisor.router,
+    web_lead.router,
+)
 
 DESCRIPTION = """
 exhale records exhaled carbon monoxide (CO) tests taken at antenatal appointments and refers every

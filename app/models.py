@@ -1,22 +1,37 @@
 """Every ORM module, imported so that ``Base.metadata`` is complete (for Alembic and mappers)."""
 
 from app.audit.models import AuditEvent
+from app.idempotency.models import IdempotencyRecord
 from app.identity.models import ApiClient, User, WebSession
+from app.measures.models import ServiceFeedback, StaffMember, StaffTraining
+from app.monitors.models import DeviceReading, Monitor
 from app.orgs.models import Organisation
-from app.pregnancies.models import Contact, Pregnancy
+from app.pregnancies.models import Contact, PostnatalStatus, Pregnancy
 from app.readings.models import Reading
-from referral.models import OutboxMessage, Referral, ReferralEvent
+from referral.delivery.models import DeliveryDestination, DeliverySecret, OutboxDeliveryState
+from referral.models import OutboxMessage, Referral, ReferralEvent, ServiceArea
 
 __all__ = [
     "ApiClient",
     "AuditEvent",
     "Contact",
+    "DeliveryDestination",
+    "DeliverySecret",
+    "DeviceReading",
+    "IdempotencyRecord",
+    "Monitor",
     "Organisation",
+    "OutboxDeliveryState",
     "OutboxMessage",
+    "PostnatalStatus",
     "Pregnancy",
     "Reading",
     "Referral",
     "ReferralEvent",
+    "ServiceArea",
+    "ServiceFeedback",
+    "StaffMember",
+    "StaffTraining",
     "User",
     "WebSession",
 ]

@@ -12,7 +12,7 @@ from app.identity.passwords import hash_password
 from app.identity.service import create_api_client
 from app.orgs.models import Organisation, OrganisationKind
 from app.pregnancies.models import Pregnancy
-from referral.models import Referral
+from referral.models import OutboxMessage, Referral
 
 _sequence = itertools.count(1)
 DEFAULT_PASSWORD = "correct horse battery staple"
@@ -113,3 +113,46 @@ def make_referral(session: Session, *, pregnancy: Pregnancy, service: Organisati
     session.add(referral)
     session.flush()
     return referral
+
+
+def make_destination(
+    session: Session,
+    *,
+    service: Organisation,
+    url: str = "https://receiver.example.nhs.uk/webhooks",
+    mode: str = "full",
+) -> str:
+    """An active webhook destination for the service; returns its signing secret."""
+    from referral.delivery import service as delivery
+    from referral.delivery.models import PayloadMode
+    from referral.delivery.safety import DestinationPolicy
+
+    now = dt.datetime.now(dt.UTC)
+    _destination, secret = delivery.set_destination(
+        session,
+        service=service,
+        url=url,
+        mode=PayloadMode(mode),
+        policy=DestinationPolicy(require_https=False, allow_private=True),
+        now=now,
+        secret_overlap=dt.timedelta(hours=24),
+    )
+    if secret is None:
+        secret = delivery.rotate_secret(
+            session, service=service, now=now, overlap=dt.timedelta(0)
+        ).secret
+    return secret
+
+
+def make_outbox_message(
+    session: Session,
+    *,
+    referral: Referral,
+    event_type: str = "referral.created",
+    now: dt.datetime | None = None,
+) -> OutboxMessage:
+    from referral.delivery.service import enqueue_referral_event
+
+    return enqueue_referral_event(
+        session, referral=referral, event_type=event_type, now=now or dt.datetime.now(dt.UTC)
+    )
