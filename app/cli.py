@@ -39,13 +39,14 @@ def _settings() -> Settings:
     return settings
 
 
-def _prepare_database(settings: Settings) -> None:
+def _prepare_database(settings: Settings, revision: str = "head") -> None:
+    """Migrate, creating the SQLite file's folder first when needed."""
     path = sqlite_path(settings)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     from app import migrate
 
-    migrate.upgrade(settings.database_url)
+    migrate.upgrade(settings.database_url, revision)
 
 
 def _bootstrap(settings: Settings) -> None:
@@ -107,13 +108,7 @@ def migrate(
     revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
 ) -> None:
     """Bring the database's tables up to date (creates the SQLite file if needed)."""
-    settings = _settings()
-    path = sqlite_path(settings)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    from app import migrate as migrations
-
-    migrations.upgrade(settings.database_url, revision)
+    _prepare_database(_settings(), revision)
     typer.echo(f"Database migrated to {revision}.")
 
 

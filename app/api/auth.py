@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import Depends, Request
 
@@ -149,6 +149,3 @@ def require(*roles: str, record: str | None = None) -> Any:
 
     dependency.__name__ = f"require_{'_'.join(sorted(allowed))}"
     return Depends(dependency)
-
-
-PrincipalDep = Annotated[Principal, Depends(authenticate)]

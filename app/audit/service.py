@@ -7,7 +7,6 @@ held on the session and written after the rollback (see ``app.api.deps.get_sessi
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
 from typing import Any
 
@@ -131,7 +130,3 @@ def action_for_method(method: str) -> str:
         "PATCH": Action.update,
         "DELETE": Action.delete,
     }.get(method.upper(), Action.read).value
-
-
-def utc(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat(timespec="seconds")

@@ -12,7 +12,6 @@ from app.pregnancies.models import Pregnancy
 from app.readings.models import Reading
 
 NHS = "9990000069"
-OTHER_NHS = "9990000077"
 
 
 def at(day: dt.date, hour: int = 10) -> str:
