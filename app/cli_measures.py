@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from app.cli import CliError, cli, unit_of_work
 from app.db import utcnow
 from app.errors import ExhaleError
-from app.measures import bulk, demo, export, service
+from app.measures import bulk, demo, export, rollup, service
+from app.measures.models import StaffMember
 from app.measures.months import LONDON, Month
 from app.orgs.models import Organisation, OrganisationKind
 
@@ -36,8 +37,8 @@ def demo_data(
     seed: Annotated[int, typer.Option(help="Same seed, same population.")] = 1,
 ) -> None:
     """Add a synthetic population: bookings over the last MONTHS months, tests, referrals,
-    quit attempts, births, and each unit's training register. For demonstrations only: use a
-    database nobody else is writing to."""
+    quit attempts, births, and each unit's training register (made once, on the first run at a
+    unit). For demonstrations only: use a database nobody else is writing to."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -47,7 +48,9 @@ def demo_data(
         units = _demo_units(session, unit)
         connection = session.connection()
         ids = bulk.next_ids(connection)
-        bulk.load(connection, demo.staff(units, today=today, ids=ids, seed=seed))
+        staffed = set(session.scalars(select(StaffMember.unit_id).distinct()))
+        unstaffed = [u for u in units if u.id not in staffed]  # a register is made once
+        bulk.load(connection, demo.staff(unstaffed, today=today, ids=ids, seed=seed))
         progress = Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -69,7 +72,11 @@ def demo_data(
                 bulk.load(connection, batch)
                 progress.advance(task, len(batch["pregnancy"]) or 1)
         bulk.move_sequences(connection)
-    typer.echo(f"Added {pregnancies} pregnancies at {len(units)} unit(s), booked from {first}.")
+        rollup.mark_units(session, [u.id for u in units])
+    typer.echo(
+        f"Added {pregnancies} pregnancies at {len(units)} unit(s), booked from {first}. "
+        "The worker brings the stored measures up to date (or run `exhale measures refresh`)."
+    )
 
 
 def _demo_units(session: Session, codes: list[str] | None) -> list[demo.DemoUnit]:
@@ -112,5 +119,14 @@ def measures_export(
             session, units=units, first=start, last=end, settings=settings.measures
         )
         below = settings.measures.suppress_below if suppress_below is None else suppress_below
-        for line in export.csv_lines(rows, suppress_below=below):
-            sys.stdout.write(line)
+        for chunk in export.csv_chunks(rows, suppress_below=below):
+            sys.stdout.write(chunk)
+
+
+@measures_cli.command("refresh")
+def measures_refresh() -> None:
+    """Recount the stored measures that writes have changed (the worker does this every
+    EXHALE_MEASURES__REFRESH_INTERVAL_S seconds); answers are exact either way, only faster."""
+    with unit_of_work() as (settings, session):
+        done = rollup.refresh(session, settings.measures, today=_today())
+    typer.echo(f"Recounted {done.pairs} unit-months ({done.marks} writes since the last refresh).")

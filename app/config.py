@@ -93,16 +93,20 @@ class DeliverySettings(BaseModel):
         return self
 
 
+MAX_STATUS_WINDOW_DAYS = 14
+
+
 class MeasuresSettings(BaseModel):
     """The change package's monthly measures, export and SPC charts: see docs/measures.md."""
 
     elevated_co_ppm: int = Field(default=4, ge=1, le=100)  # MSDS: smoker = self-report or >= 4
-    status_window_days: int = Field(default=3, ge=0, le=14)  # MSDS: within +/- 3 days
+    status_window_days: int = Field(default=3, ge=0, le=MAX_STATUS_WINDOW_DAYS)  # MSDS: +/- 3 days
     suppress_below: int = Field(default=8, ge=0, le=1000)  # CSV export: counts 1 to 7 shown as *
     run_length: int = Field(default=7, ge=5, le=12)  # SPC shift: points in a row on one side
     trend_length: int = Field(default=7, ge=5, le=12)  # SPC trend: points rising or falling
     positive_feedback_from: int = Field(default=4, ge=1, le=5)  # a rating of 4 or 5 of 5
     postgres_work_mem_mb: int = Field(default=128, ge=4, le=4096)  # per sort or hash, per query
+    refresh_interval_s: float = Field(default=60, gt=0, le=86_400)  # worker: stored counts
 
 
 class Settings(BaseSettings):

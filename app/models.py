@@ -1,9 +1,16 @@
 """Every ORM module, imported so that ``Base.metadata`` is complete (for Alembic and mappers)."""
 
+import app.measures.rollup  # noqa: F401  (marks the measures each write may change)
 from app.audit.models import AuditEvent
 from app.idempotency.models import IdempotencyRecord
 from app.identity.models import ApiClient, User, WebSession
-from app.measures.models import ServiceFeedback, StaffMember, StaffTraining
+from app.measures.models import (
+    MeasureMark,
+    MeasureMonth,
+    ServiceFeedback,
+    StaffMember,
+    StaffTraining,
+)
 from app.monitors.models import DeviceReading, Monitor
 from app.orgs.models import Organisation
 from app.pregnancies.models import Contact, PostnatalStatus, Pregnancy
@@ -19,6 +26,8 @@ __all__ = [
     "DeliverySecret",
     "DeviceReading",
     "IdempotencyRecord",
+    "MeasureMark",
+    "MeasureMonth",
     "Monitor",
     "Organisation",
     "OutboxDeliveryState",

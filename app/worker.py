@@ -29,6 +29,7 @@ from app.config import Settings, sqlite_path
 from app.db import make_engine, make_sessionmaker
 from app.identity.jobs import prune_sessions_job
 from app.logs import get_logger
+from app.measures.jobs import refresh_measures_job
 from referral.delivery.jobs import delivery_backlog_job, relay_loop
 
 log = get_logger("exhale.worker")
@@ -39,10 +40,13 @@ LEADER_LOCK_KEY = int.from_bytes(b"exhale", "big")
 
 @dataclass(frozen=True)
 class Job:
-    """A scheduled job: ``run(sessionmaker, settings)`` every ``interval_s`` seconds."""
+    """A scheduled job: ``run(sessionmaker, settings)`` every ``interval_s`` seconds.
+
+    ``interval_s`` is a number, or a function of the settings when it is configurable.
+    """
 
     name: str
-    interval_s: float
+    interval_s: float | Callable[[Settings], float]
     run: Callable[..., Any]
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -50,6 +54,11 @@ class Job:
 JOBS: list[Job] = [
     Job("prune_web_sessions", interval_s=600, run=prune_sessions_job),
     Job("webhook_backlog_report", interval_s=300, run=delivery_backlog_job),
+    Job(
+        "refresh_measures",
+        interval_s=lambda settings: settings.measures.refresh_interval_s,
+        run=refresh_measures_job,
+    ),
 ]
 
 
@@ -149,7 +158,7 @@ def run_worker(settings: Settings, *, stop: threading.Event | None = None) -> No
             scheduler.add_job(
                 job.run,
                 "interval",
-                seconds=job.interval_s,
+                seconds=job.interval_s(settings) if callable(job.interval_s) else job.interval_s,
                 args=[sessionmaker, settings],
                 id=job.name,
                 max_instances=1,

@@ -2,9 +2,12 @@
 
 Creates its own database on the server in BENCH_DATABASE_URL's host (default
 postgresql://postgres@127.0.0.1:5432), loads 650,000 synthetic pregnancies (``app.measures.demo``,
-COPY), then, in a fresh process, times ``SELECT count(*) FROM co_reading`` against the whole
-export (``service.iter_values`` for all units and 12 months, written as CSV), and prints the
-ratio, the peak resident memory of that process, and the machine. Drops the database at the end.
+COPY) and brings the stored measures up to date as the worker would (``rollup.refresh``, timed);
+then, in a fresh process, times ``SELECT count(*) FROM co_reading`` against the whole export
+(``service.iter_values`` for all units and 12 months, written as CSV), and prints the ratio, the
+peak resident memory of that process, and the machine. For reference it also times the export
+with the last month's counts marked stale at every unit (writes since the worker's last refresh,
+recounted live) and one recount of everything from the records. Drops the database at the end.
 
     python bench/bench_measures.py [--pregnancies 650000] [--units 150] [--repeat 3] [--keep]
 """
@@ -25,8 +28,9 @@ import time
 import uuid
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -34,8 +38,10 @@ sys.path.insert(0, str(ROOT))
 from app import migrate  # noqa: E402
 from app.config import MeasuresSettings, normalise_database_url  # noqa: E402
 from app.db import make_engine, make_sessionmaker  # noqa: E402
-from app.measures import bulk, demo, export, service  # noqa: E402
+from app.measures import bulk, demo, export, queries, rollup, service  # noqa: E402
+from app.measures.models import MeasureMark  # noqa: E402
 from app.measures.months import Month  # noqa: E402
+from app.measures.sql import Scope  # noqa: E402
 
 SERVER_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 FIRST_BOOKING = dt.date(2025, 1, 1)
@@ -152,9 +158,27 @@ def load(url: str, pregnancies: int, units: int) -> None:
             table: connection.execute(text(f"SELECT count(*) FROM {table}")).scalar()
             for table in ("pregnancy", "contact", "co_reading", "referral", "referral_event")
         }
-    engine.dispose()
     print(f"loaded {rows:,} rows in {loaded:.1f} s (then VACUUM ANALYZE): "
           + ", ".join(f"{t} {n:,}" for t, n in counts.items()))  # fmt: skip
+    with make_sessionmaker(engine).begin() as session:
+        started = time.perf_counter()
+        done = rollup.refresh(session, MeasuresSettings(), today=TODAY)
+    print(f"refresh after the load (the worker's job): {done.pairs:,} unit-months counted and "
+          f"stored in {time.perf_counter() - started:.1f} s")  # fmt: skip
+    engine.dispose()
+
+
+def _export(session: Session) -> tuple[float, int]:
+    with open(os.devnull, "w") as sink:
+        started = time.perf_counter()
+        rows = service.iter_values(
+            session, units=None, first=FIRST, last=LAST, settings=MeasuresSettings()
+        )
+        lines = 0
+        for chunk in export.csv_chunks(rows, suppress_below=8):
+            sink.write(chunk)
+            lines += chunk.count("\n")
+        return time.perf_counter() - started, lines
 
 
 def measure(url: str, repeat: int) -> None:
@@ -170,16 +194,9 @@ def measure(url: str, repeat: int) -> None:
             started = time.perf_counter()  # for reference: a scan that reads every row
             connection.execute(text("SELECT sum(co_ppm) FROM co_reading")).scalar()
             heaps.append(time.perf_counter() - started)
-        with sessions() as session, open(os.devnull, "w") as sink:
-            started = time.perf_counter()
-            rows = service.iter_values(
-                session, units=None, first=FIRST, last=LAST, settings=MeasuresSettings()
-            )
-            lines = 0
-            for line in export.csv_lines(rows, suppress_below=8):
-                sink.write(line)
-                lines += 1
-            exports.append(time.perf_counter() - started)
+        with sessions() as session:
+            seconds, lines = _export(session)
+            exports.append(seconds)
     scan, measures = statistics.median(scans), statistics.median(exports)
     print(f"machine: {_machine(engine)}")
     print(f"scan    SELECT count(*) FROM co_reading: {scan:.3f} s (median of {repeat}: "
@@ -191,6 +208,21 @@ def measure(url: str, repeat: int) -> None:
     print(f"for reference, SELECT sum(co_ppm) FROM co_reading (every row read): {heap:.3f} s; "
           f"measures / that: {measures / heap:.1f}")  # fmt: skip
     print(f"peak RSS of the measuring process: {_rss_mb():.0f} MB")
+    with sessions() as session:  # rolled back: the marks are the bench's own
+        unit_ids = session.scalars(
+            text("SELECT id FROM organisation WHERE kind = 'maternity_unit'")
+        ).all()
+        marks = [{"unit_id": u, "month": LAST.label} for u in unit_ids]
+        session.execute(insert(MeasureMark), marks)
+        stale, _lines = _export(session)
+        session.rollback()
+    print(f"for reference, the same with {LAST} marked stale at every unit (recounted live): "
+          f"{stale:.3f} s")  # fmt: skip
+    with sessions() as session:
+        started = time.perf_counter()
+        queries.compute(session, scope=Scope(None, FIRST, LAST), settings=MeasuresSettings())
+        recount = time.perf_counter() - started
+    print(f"for reference, recounting all 12 months from the records: {recount:.3f} s")
     engine.dispose()
 
 

@@ -94,7 +94,7 @@ def list_measures(
     if as_csv:
         name = f"exhale-measures-{units[0].code if units else 'all'}-{start}-to-{end}.csv"
         return StreamingResponse(
-            export.csv_lines(rows, suppress_below=below),
+            export.csv_chunks(rows, suppress_below=below),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )

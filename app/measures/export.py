@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -97,11 +98,15 @@ def _cell(value: int | float | str | None) -> str:
 
 def csv_rows(values: Iterable[MeasureValue], *, suppress_below: int) -> Iterator[list[str]]:
     yield list(COLUMNS)
+    names: dict[str, str] = {}
     for value in values:
         out = shown(value.count, suppress_below=suppress_below)
+        name = names.get(value.unit.code)
+        if name is None:
+            name = names[value.unit.code] = _text(value.unit.name)
         yield [
             value.unit.code,
-            _text(value.unit.name),
+            name,
             value.month.label,
             value.measure.code,
             _cell(out.numerator),
@@ -112,12 +117,15 @@ def csv_rows(values: Iterable[MeasureValue], *, suppress_below: int) -> Iterator
         ]
 
 
-def csv_lines(values: Iterable[MeasureValue], *, suppress_below: int) -> Iterator[str]:
-    """The CSV text, a line at a time (RFC 4180 quoting, CRLF line ends)."""
+def csv_chunks(
+    values: Iterable[MeasureValue], *, suppress_below: int, rows_per_chunk: int = 500
+) -> Iterator[str]:
+    """The CSV text (RFC 4180 quoting, CRLF line ends), a few hundred whole lines at a time."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    for row in csv_rows(values, suppress_below=suppress_below):
-        writer.writerow(row)
+    rows = csv_rows(values, suppress_below=suppress_below)
+    while chunk := list(itertools.islice(rows, rows_per_chunk)):
+        writer.writerows(chunk)
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()

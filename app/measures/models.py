@@ -13,7 +13,7 @@ import enum
 from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db import Base, UTCDateTime, utcnow
+from app.db import Base, BigIntPK, JSONType, UTCDateTime, utcnow
 
 
 class TrainingType(enum.StrEnum):
@@ -99,3 +99,35 @@ class ServiceFeedback(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     received_on: Mapped[dt.date] = mapped_column(Date)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MeasureMonth(Base):
+    """A unit's measures for a month as last counted, and the settings they were counted under.
+
+    ``counts`` maps each measure's code to ``[numerator, denominator, unknown]`` (unknown may be
+    null); a measure with no records that month is absent. See ``app.measures.rollup``.
+    """
+
+    __tablename__ = "measure_month"
+    __table_args__ = (Index("ix_measure_month_month", "month"),)
+
+    unit_id: Mapped[int] = mapped_column(ForeignKey("organisation.id"), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    counts: Mapped[dict[str, list[int | None]]] = mapped_column(JSONType)
+    computed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MeasureMark(Base):
+    """A write that may have changed a unit's measures for a month (``month`` None: any month).
+
+    Appended by every such write in its own transaction, so writers never contend on a row;
+    removed by the refresh that recomputed the pair.
+    """
+
+    __tablename__ = "measure_mark"
+    __table_args__ = (Index("ix_measure_mark_unit_id_month", "unit_id", "month"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    unit_id: Mapped[int]
+    month: Mapped[str | None] = mapped_column(String(7))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from zoneinfo import ZoneInfo
 
 LONDON = ZoneInfo("Europe/London")
@@ -32,7 +33,7 @@ class Month:
     def of(cls, day: dt.date) -> Month:
         return cls(day.year, day.month)
 
-    @property
+    @cached_property
     def label(self) -> str:
         return f"{self.year:04d}-{self.month:02d}"
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app.config import MeasuresSettings
 from app.errors import FieldError, Forbidden, InvalidInput, NotFound
 from app.identity.principal import Principal
-from app.measures import queries, spc
+from app.measures import queries, rollup, spc
 from app.measures.definitions import BY_CODE, MEASURES, Measure, Unknown
 from app.measures.months import Month, months_between
 from app.measures.queries import Count, Scope
@@ -182,7 +182,7 @@ def iter_values(
     measures: Sequence[Measure] = MEASURES,
 ) -> Iterator[MeasureValue]:
     unit_ids = None if units is None else [u.id for u in units]
-    found = queries.compute(
+    found = rollup.counts(
         session,
         scope=Scope(unit_ids, first, last),
         settings=settings,
@@ -190,10 +190,12 @@ def iter_values(
     )
     if units is None:
         units = [Unit(*row) for row in queries.unit_rows(session, None)]
+    months = months_between(first, last)
+    no_data = {measure.code: _no_data(measure) for measure in measures}
     for unit in sorted(units, key=lambda u: u.code):
-        for month in months_between(first, last):
+        for month in months:
             for measure in measures:
-                count = found.get((unit.id, month.label, measure.code)) or _no_data(measure)
+                count = found.get((unit.id, month.label, measure.code)) or no_data[measure.code]
                 yield MeasureValue(unit, month, measure, count)
 
 

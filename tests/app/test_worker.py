@@ -8,14 +8,21 @@ import subprocess
 import sys
 import time
 
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import migrate
 from app.config import Settings
+from app.db import make_engine, make_sessionmaker, session_scope
 from app.identity.jobs import prune_sessions_job
 from app.identity.models import WebSession
 from app.identity.service import SessionPolicy, digest, start_web_session
+from app.measures import rollup
+from app.measures.jobs import refresh_measures_job
+from app.measures.models import MeasureMark
 from app.worker import LeaderLock
+from tests import factories
 from tests.app.access_world import build_side
 from tests.helpers import REPO, exhale_env
 
@@ -94,3 +101,22 @@ def test_the_session_job_ends_idle_and_expired_sessions_only(
     assert session.get(WebSession, digest(fresh)) is not None
     assert session.get(WebSession, digest(idle)) is None
     assert session.get(WebSession, digest(expired)) is None
+
+
+def test_the_measures_job_brings_the_stored_counts_up_to_date(
+    fresh_database_url: str,
+) -> None:
+    settings = Settings(database_url=fresh_database_url)
+    migrate.upgrade(fresh_database_url)
+    engine = make_engine(fresh_database_url)
+    try:
+        factory = make_sessionmaker(engine)
+        with session_scope(factory) as session:
+            unit = factories.make_unit(session, service=factories.make_service(session))
+            rollup.mark_units(session, [unit.id])
+        assert refresh_measures_job(factory, settings) == rollup.KEPT_MONTHS
+        assert refresh_measures_job(factory, settings) == 0  # nothing written since
+        with session_scope(factory) as session:
+            assert session.scalars(select(func.count()).select_from(MeasureMark)).one() == 0
+    finally:
+        engine.dispose()

@@ -23,13 +23,13 @@ def value(code: str, count: Count, month: str = "2026-03", unit: Unit = UNIT) ->
 
 
 def parsed(values: list[MeasureValue], below: int) -> list[dict[str, str]]:
-    text = "".join(export.csv_lines(values, suppress_below=below))
+    text = "".join(export.csv_chunks(values, suppress_below=below))
     return list(csv.DictReader(io.StringIO(text)))
 
 
 def test_the_column_layout_is_the_documented_one() -> None:
     text = "".join(
-        export.csv_lines([value("smoking_at_booking", Count(12, 140, 3))], suppress_below=0)
+        export.csv_chunks([value("smoking_at_booking", Count(12, 140, 3))], suppress_below=0)
     )
     header, row, end = text.split("\r\n")
     assert (

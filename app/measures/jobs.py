@@ -1,0 +1,21 @@
+"""Background job for the measures: recount the unit-months that writes have changed."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.db import session_scope, utcnow
+from app.logs import get_logger
+from app.measures import rollup
+from app.measures.months import LONDON
+
+log = get_logger(__name__)
+
+
+def refresh_measures_job(factory: sessionmaker[Session], settings: Settings) -> int:
+    with session_scope(factory) as session:
+        done = rollup.refresh(session, settings.measures, today=utcnow().astimezone(LONDON).date())
+    if done.pairs:
+        log.info("measures_refreshed", unit_months=done.pairs, marks=done.marks)
+    return done.pairs
