@@ -100,7 +100,8 @@ def _structure_errors(error: ValidationError) -> Invalid:
         elif kind.endswith("missing"):
             message = "is required"
         else:
-            message = str(item.get("msg", "is not valid")).split("\n", 1)[0][:200]
+            text = str(item.get("msg", "is not valid")).removeprefix("Value error, ")
+            message = text.split("\n", 1)[0][:200]
         fields.append(FieldError(path, message))
     return Invalid(
         "The Observation is not valid FHIR R4: see each issue.",
