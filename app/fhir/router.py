@@ -289,7 +289,7 @@ def search_service_requests(
                 f"The search parameter {name!r} is not supported here; use status or _count."
             )
     chosen = service_requests.parse_statuses(statuses)
-    if chosen == () or count == 0:
+    if chosen == ():
         return FhirResponse(_bundle(request, 0, []))
     rows, total = queue.list_queue(
         session,

@@ -210,9 +210,14 @@ def test_bad_input_is_an_operation_outcome_and_nothing_is_stored(
     body: Any,
     status: int,
     code: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     before = stored(session)
     response = _post(client, epr, body)
+    logged = capsys.readouterr().err + caplog.text
+    assert "route" in logged  # the access log was captured, and names no patient
+    assert "99900000" not in logged
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/fhir+json")
     assert issue(response)["code"] == code
