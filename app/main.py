@@ -25,6 +25,7 @@ from app.api.errors import register_error_handlers
 from app.api.middleware import RequestContextMiddleware
 from app.config import Settings, load_settings
 from app.db import make_engine, make_sessionmaker
+from app.fhir import router as fhir
 from app.logs import configure_logging
 from app.ratelimit import RateLimiter
 from app.web import advisor as web_advisor
@@ -43,6 +44,7 @@ API_ROUTERS = (
     admin.router,
     deliveries.router,
     measures.router,
+    fhir.router,
 )
 PAGE_ROUTERS = (
     web_auth.router,
