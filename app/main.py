@@ -16,6 +16,7 @@ from app.api import (
     deliveries,
     devices,
     health,
+    hl7v2,
     measures,
     pregnancies,
     readings,
@@ -43,6 +44,7 @@ API_ROUTERS = (
     admin.router,
     deliveries.router,
     measures.router,
+    hl7v2.router,
 )
 PAGE_ROUTERS = (
     web_auth.router,
