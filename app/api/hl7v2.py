@@ -52,8 +52,6 @@ async def message_text(request: Request) -> str:
         raise UnsupportedMediaType(
             f"Send the message as {ACK_MEDIA_TYPE} (or application/hl7-v2, or text/plain)."
         )
-    if int(request.headers.get("content-length") or 0) > MAX_BYTES:
-        raise PayloadTooLarge(f"A message may be at most {MAX_BYTES} bytes.")
     body = await request.body()
     if len(body) > MAX_BYTES:
         raise PayloadTooLarge(f"A message may be at most {MAX_BYTES} bytes.")
