@@ -108,8 +108,11 @@ class Listener:
 
     @staticmethod
     async def _send(writer: Any, ack: str) -> None:
-        writer.writeblock(ack.encode("utf-8"))
-        await writer.drain()
+        try:
+            writer.writeblock(ack.encode("utf-8"))
+            await writer.drain()
+        except ConnectionError:  # the sender has gone; the next read ends the connection
+            log.info("mllp_sender_gone")
 
 
 async def serve(

@@ -21,6 +21,7 @@ from tests.hl7v2.messages import (
     co_obx,
     oru,
     segments,
+    smoking_obx,
 )
 
 HL7 = {"Content-Type": "x-application/hl7-v2+er7"}
@@ -188,3 +189,26 @@ def test_only_epr_clients_may_post_messages(
     # Each unit's client is its own sender: the same MSH-10 is another unit's message.
     assert ack_code(_send(client, headers, oru(control_id="epr", nhs_number=NHS))) == "AA"
     assert counts(session)[0] == 2
+
+
+def test_a_declined_test_from_a_smoker_is_recorded_and_referred(
+    client: TestClient, session: Session, epr: dict[str, str]
+) -> None:
+    declined = co_obx(1, code="1110631000000106^CO test declined^SCT", ppm="", units="")
+    ack = _send(client, epr, oru(obx=[declined, smoking_obx(2)]))
+    assert ack_code(ack) == "AA"
+    session.expire_all()
+    stored = session.scalars(select(Reading).where(Reading.source_id.like("hl7v2:%"))).one()
+    assert (stored.outcome, stored.co_ppm, stored.smoking_status) == ("declined", None, "smoker")
+    assert _referral_of(session, stored.id).reasons == ["self_reported_smoker"]
+
+
+def test_a_wrong_pid_detail_is_named_without_its_value(
+    client: TestClient, session: Session, epr: dict[str, str]
+) -> None:
+    text = oru().replace("LS1 4AP", "NOT A POSTCODE!")
+    ack = segments(_send(client, epr, text))
+    assert ack["MSA"][0][1] == "AE"
+    assert ack["ERR"][0][2] == "PID^1^11^1^5"
+    assert "NOT A POSTCODE" not in str(ack)
+    assert counts(session) == (0, 1)
