@@ -16,6 +16,7 @@ from app.api import (
     deliveries,
     devices,
     health,
+    hl7v2,
     measures,
     pregnancies,
     readings,
@@ -45,6 +46,7 @@ API_ROUTERS = (
     deliveries.router,
     measures.router,
     fhir.router,
+    hl7v2.router,
 )
 PAGE_ROUTERS = (
     web_auth.router,
