@@ -15,6 +15,7 @@ from app.api import (
     admin,
     deliveries,
     devices,
+    fhir,
     health,
     hl7v2,
     measures,
@@ -26,7 +27,6 @@ from app.api.errors import register_error_handlers
 from app.api.middleware import RequestContextMiddleware
 from app.config import Settings, load_settings
 from app.db import make_engine, make_sessionmaker
-from app.fhir import router as fhir
 from app.logs import configure_logging
 from app.ratelimit import RateLimiter
 from app.web import advisor as web_advisor

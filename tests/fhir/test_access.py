@@ -8,8 +8,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.api.fhir import router
 from app.audit.models import AuditEvent
-from app.fhir.router import router
 from tests.app.access_world import ALL_ROLES, USER_ROLES, Side, build_side, headers_for, sign_in
 from tests.fhir.helpers import FHIR_JSON, issue
 
