@@ -17,6 +17,7 @@ from app.api import (
     devices,
     health,
     measures,
+    oauth,
     pregnancies,
     readings,
     referrals,
@@ -43,6 +44,7 @@ API_ROUTERS = (
     admin.router,
     deliveries.router,
     measures.router,
+    oauth.router,
 )
 PAGE_ROUTERS = (
     web_auth.router,

@@ -5,6 +5,7 @@ from app.idempotency.models import IdempotencyRecord
 from app.identity.models import ApiClient, User, WebSession
 from app.measures.models import ServiceFeedback, StaffMember, StaffTraining
 from app.monitors.models import DeviceReading, Monitor
+from app.oauth.models import AccessToken, ClientKey, UsedAssertion
 from app.orgs.models import Organisation
 from app.pregnancies.models import Contact, PostnatalStatus, Pregnancy
 from app.readings.models import Reading
@@ -12,8 +13,10 @@ from referral.delivery.models import DeliveryDestination, DeliverySecret, Outbox
 from referral.models import OutboxMessage, Referral, ReferralEvent, ServiceArea
 
 __all__ = [
+    "AccessToken",
     "ApiClient",
     "AuditEvent",
+    "ClientKey",
     "Contact",
     "DeliveryDestination",
     "DeliverySecret",
@@ -32,6 +35,7 @@ __all__ = [
     "ServiceFeedback",
     "StaffMember",
     "StaffTraining",
+    "UsedAssertion",
     "User",
     "WebSession",
 ]
