@@ -60,7 +60,8 @@ woman with a reading of 4 ppm or more, or who smokes, to stop-smoking support (N
 
 Machines authenticate with `Authorization: Bearer <API key>` (created with `exhale apikey create`)
 or with a short-lived access token from `POST /oauth2/token` for a JWT signed with their registered
-key (RFC 7523, as NHS England's API platform uses); people log in at `/login`. A record in another organisation answers 404.
+key (RFC 7523, as NHS England's API platform uses); people log in at `/login`. A record in
+another organisation answers 404.
 
 Errors share one body: `{"error": "<stable code>", "detail": "<what was wrong and how to fix it>",
 "fields": [{"field": "...", "message": "..."}]}`. Every response carries an `X-Request-ID`.
