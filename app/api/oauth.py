@@ -38,6 +38,7 @@ Send, form-encoded: `grant_type=client_credentials`,
 PS256, PS384, PS512, ES256, ES384 or ES512; `kid` in the header), with `iss` and `sub` the client
 id, `aud` this endpoint's URL, `jti` unique, and `exp` at most 5 minutes ahead.
 
+Token requests count against the API's per-address rate limit (429 with `Retry-After` beyond it).
 Use the `access_token` as `Authorization: Bearer <token>` on the API until `expires_in` seconds
 have passed, then get another.
 """
@@ -74,6 +75,7 @@ def _error(status_code: int, error: str, description: str) -> JSONResponse:
     responses={
         400: {"model": TokenErrorRead, "description": "invalid_request or unsupported_grant_type"},
         401: {"model": TokenErrorRead, "description": "invalid_client: the assertion is refused"},
+        429: {"model": TokenErrorRead, "description": "Too many requests from this address"},
         503: {"model": TokenErrorRead, "description": "EXHALE_OAUTH__TOKEN_URL is not set"},
     },
 )
@@ -86,6 +88,15 @@ def token(
     client_assertion: FormField = None,
     client_id: FormField = None,
 ) -> JSONResponse:
+    retry_after = request.app.state.api_limiter.hit(
+        f"oauth2-token:{request.client.host if request.client else '-'}"
+    )
+    if retry_after is not None:
+        response = _error(
+            429, "temporarily_unavailable", f"Too many token requests; wait {retry_after} s."
+        )
+        response.headers["Retry-After"] = str(retry_after)
+        return response
     policy = token_policy(settings, request)
     if policy is None:
         log.error("oauth_token_url_unset")

@@ -15,7 +15,7 @@ from typing import Any
 import jwt
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from app.errors import NotAuthenticated
 from app.identity.models import ApiClient
@@ -309,7 +309,14 @@ def is_access_token(bearer: str) -> bool:
 
 
 def principal_for_access_token(session: Session, *, token: str, now: dt.datetime) -> Principal:
-    row = session.get(AccessToken, digest(token))
+    row = session.scalars(
+        select(AccessToken)
+        .where(AccessToken.token_digest == digest(token))
+        .options(
+            joinedload(AccessToken.client_key),
+            joinedload(AccessToken.api_client).joinedload(ApiClient.organisation),
+        )
+    ).first()  # one round trip: this runs on every request that bears a token
     if row is None:
         raise InvalidAccessTokenError(
             "The access token is not recognised. Get a new one from POST /oauth2/token."

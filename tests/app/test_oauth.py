@@ -299,6 +299,17 @@ def test_json_bodies_and_wrong_client_ids_are_invalid_requests(
     assert matching.status_code == 200
 
 
+def test_token_requests_are_rate_limited(app: Any, client: TestClient, epr: ApiClient) -> None:
+    from app.ratelimit import RateLimiter
+
+    app.state.api_limiter = RateLimiter(limit=2)
+    statuses = [_token(client, assertion(rsa_key(), epr.name)).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    limited = _token(client, assertion(rsa_key(), epr.name))
+    assert int(limited.headers["retry-after"]) > 0
+    assert limited.json()["error"] == "temporarily_unavailable"
+
+
 def test_infinite_exp_is_refused_not_a_crash(client: TestClient, epr: ApiClient) -> None:
     import json
 
