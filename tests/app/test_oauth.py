@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from app import migrate
 from app.audit.models import AuditEvent
@@ -21,6 +21,7 @@ from app.identity.service import digest
 from app.oauth import keys
 from app.oauth import service as oauth
 from app.oauth.errors import OAuthError
+from app.oauth.jobs import prune_oauth_job
 from app.oauth.models import AccessToken, UsedAssertion
 from tests import factories
 from tests.app.access_world import Side, build_side
@@ -371,14 +372,19 @@ def test_development_without_a_token_url_uses_the_url_called(
     application.state.engine.dispose()
 
 
-def test_pruning_forgets_expired_tokens_and_spent_jtis(
-    client: TestClient, session: Session, epr: ApiClient
+def test_the_worker_forgets_expired_tokens_and_spent_jtis(
+    client: TestClient, session: Session, settings: Settings, epr: ApiClient
 ) -> None:
     assert _token(client, assertion(rsa_key(), epr.name)).status_code == 200
-    later = utcnow() + dt.timedelta(hours=1)
-    assert oauth.prune(session, now=utcnow(), clock_skew=dt.timedelta(seconds=30)) == 0
-    assert oauth.prune(session, now=later, clock_skew=dt.timedelta(seconds=30)) == 2
+    factory = sessionmaker(bind=session.connection(), join_transaction_mode="create_savepoint")
+    assert prune_oauth_job(factory, settings) == 0
+    an_hour_ago = utcnow() - dt.timedelta(hours=1)
+    session.execute(update(AccessToken).values(expires_at=an_hour_ago))
+    session.execute(update(UsedAssertion).values(expires_at=an_hour_ago))
+    assert prune_oauth_job(factory, settings) == 2
+    session.expire_all()
     assert session.scalars(select(UsedAssertion)).all() == []
+    assert session.scalars(select(AccessToken)).all() == []
 
 
 # --- registering keys ----------------------------------------------------------------------------
