@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
@@ -19,8 +19,8 @@ from app.config import Settings
 from app.db import utcnow
 from app.logs import get_logger
 from app.oauth import service as oauth
-from app.oauth.errors import OAuthError
-from app.oauth.schemas import TokenErrorRead, TokenRead
+from app.oauth.errors import InvalidRequest, OAuthError
+from app.oauth.schemas import TokenErrorRead, TokenForm, TokenRead
 
 router = APIRouter(tags=["oauth"])
 log = get_logger(__name__)
@@ -43,7 +43,26 @@ Use the `access_token` as `Authorization: Bearer <token>` on the API until `expi
 have passed, then get another.
 """
 
-FormField = Annotated[str | None, Form()]
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+REQUEST_BODY = {
+    "required": True,
+    "content": {FORM_CONTENT_TYPE: {"schema": TokenForm.model_json_schema()}},
+}
+
+
+async def read_token_request(request: Request) -> oauth.TokenRequest | str:
+    """The form's parameters, or what is wrong with the body (RFC 6749 section 3.2)."""
+    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if content_type != FORM_CONTENT_TYPE:
+        return f"Send the parameters form-encoded, as {FORM_CONTENT_TYPE}."
+    form = await request.form()
+    values: dict[str, str | None] = {}
+    for name in TokenForm.model_fields:
+        sent = [value for value in form.getlist(name) if isinstance(value, str)]
+        if len(sent) > 1:
+            return f"Send {name} once."
+        values[name] = sent[0] if sent else None
+    return oauth.TokenRequest(**values)
 
 
 def token_policy(settings: Settings, request: Request) -> oauth.TokenPolicy | None:
@@ -72,6 +91,7 @@ def _error(status_code: int, error: str, description: str) -> JSONResponse:
     summary="Get an access token with a signed client assertion",
     description=DESCRIPTION,
     response_model=TokenRead,
+    openapi_extra={"requestBody": REQUEST_BODY},
     responses={
         400: {"model": TokenErrorRead, "description": "invalid_request or unsupported_grant_type"},
         401: {"model": TokenErrorRead, "description": "invalid_client: the assertion is refused"},
@@ -83,10 +103,7 @@ def token(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    grant_type: FormField = None,
-    client_assertion_type: FormField = None,
-    client_assertion: FormField = None,
-    client_id: FormField = None,
+    token_request: Annotated[oauth.TokenRequest | str, Depends(read_token_request)],
 ) -> JSONResponse:
     retry_after = request.app.state.api_limiter.hit(
         f"oauth2-token:{request.client.host if request.client else '-'}"
@@ -106,12 +123,9 @@ def token(
             "The token endpoint is not configured: the administrator must set "
             "EXHALE_OAUTH__TOKEN_URL to its public URL.",
         )
-    token_request = oauth.TokenRequest(
-        grant_type=grant_type,
-        client_assertion_type=client_assertion_type,
-        client_assertion=client_assertion,
-        client_id=client_id,
-    )
+    if isinstance(token_request, str):
+        _audit_refusal(session, InvalidRequest(token_request, reason="body_not_a_form"))
+        return _error(400, "invalid_request", token_request)
     try:
         issued = oauth.issue_token(session, request=token_request, policy=policy, now=utcnow())
     except OAuthError as refusal:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from fastapi.testclient import TestClient
@@ -291,9 +292,21 @@ def test_malformed_requests_get_an_rfc_6749_error_never_a_500(
 def test_json_bodies_and_wrong_client_ids_are_invalid_requests(
     client: TestClient, epr: ApiClient
 ) -> None:
-    as_json = client.post("/oauth2/token", json=token_form(assertion(rsa_key(), epr.name)))
-    assert as_json.status_code == 400
-    assert as_json.json()["error"] == "invalid_request"
+    form = token_form(assertion(rsa_key(), epr.name))
+    as_json = client.post("/oauth2/token", json=form)
+    _refused(as_json, 400, "invalid_request", "application/x-www-form-urlencoded")
+    as_multipart = client.post("/oauth2/token", files={"grant_type": (None, "client_credentials")})
+    _refused(as_multipart, 400, "invalid_request", "form-encoded")
+    garbled = client.post(
+        "/oauth2/token", content=b"--x\r\n", headers={"content-type": "multipart/form-data"}
+    )
+    _refused(garbled, 400, "invalid_request", "form-encoded")
+    twice = client.post(
+        "/oauth2/token",
+        content=urlencode([*form.items(), ("grant_type", "client_credentials")]),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    _refused(twice, 400, "invalid_request", "Send grant_type once.")
     mismatch = _token(client, assertion(rsa_key(), epr.name), client_id="another")
     _refused(mismatch, 400, "invalid_request", "client_id differs")
     matching = _token(client, assertion(rsa_key(), epr.name), client_id=epr.name)
