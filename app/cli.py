@@ -221,6 +221,7 @@ import app.cli_admin  # noqa: E402, F401  (registers the administration commands
 import app.cli_delivery as _delivery_commands  # noqa: E402, F401  (`exhale delivery`)
 import app.cli_measures as _measures_commands  # noqa: E402, F401  (`demo-data`, `measures`)
 import app.cli_mllp as _mllp_commands  # noqa: E402, F401  (`exhale mllp`)
+import app.cli_oauth as _oauth_commands  # noqa: E402, F401  (`exhale oauth`)
 
 if __name__ == "__main__":
     # Run as `python -m app.cli`: use the importable module, where every command is registered.

@@ -109,6 +109,30 @@ class MeasuresSettings(BaseModel):
     refresh_interval_s: float = Field(default=60, gt=0, le=86_400)  # worker: stored counts
 
 
+class OAuthSettings(BaseModel):
+    """Signed-JWT client credentials (RFC 7523 ``private_key_jwt``): see docs/oauth.md."""
+
+    # The token endpoint's public URL, which every client assertion's `aud` must equal. Unset, the
+    # URL the request arrived at is used in development; production refuses to issue tokens.
+    token_url: str | None = None
+    access_token_ttl_s: int = Field(default=600, ge=60, le=3600)
+    max_assertion_lifetime_s: int = Field(default=300, ge=30, le=300)  # `exp` at most this ahead
+    clock_skew_s: int = Field(default=30, ge=0, le=120)
+
+    @field_validator("token_url")
+    @classmethod
+    def _absolute_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.startswith(("https://", "http://")) or "?" in value or "#" in value:
+            raise ValueError(
+                "give the token endpoint's full public URL, for example "
+                "https://exhale.example.nhs.uk/oauth2/token"
+            )
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="EXHALE_",
@@ -134,6 +158,7 @@ class Settings(BaseSettings):
     devices: DeviceSettings = DeviceSettings()
     delivery: DeliverySettings = DeliverySettings()
     measures: MeasuresSettings = MeasuresSettings()
+    oauth: OAuthSettings = OAuthSettings()
 
     @field_validator("database_url")
     @classmethod

@@ -19,6 +19,7 @@ from app.api import (
     health,
     hl7v2,
     measures,
+    oauth,
     pregnancies,
     readings,
     referrals,
@@ -47,6 +48,7 @@ API_ROUTERS = (
     measures.router,
     fhir.router,
     hl7v2.router,
+    oauth.router,
 )
 PAGE_ROUTERS = (
     web_auth.router,
@@ -60,8 +62,10 @@ DESCRIPTION = """
 exhale records exhaled carbon monoxide (CO) tests taken at antenatal appointments and refers every
 woman with a reading of 4 ppm or more, or who smokes, to stop-smoking support (NICE NG209).
 
-Machines authenticate with `Authorization: Bearer <API key>` (created with `exhale apikey create`);
-people log in at `/login`. A record in another organisation answers 404.
+Machines authenticate with `Authorization: Bearer <API key>` (created with `exhale apikey create`)
+or with a short-lived access token from `POST /oauth2/token` for a JWT signed with their registered
+key (RFC 7523, as NHS England's API platform uses); people log in at `/login`. A record in
+another organisation answers 404.
 
 Errors share one body: `{"error": "<stable code>", "detail": "<what was wrong and how to fix it>",
 "fields": [{"field": "...", "message": "..."}]}`. Every response carries an `X-Request-ID`.

@@ -12,6 +12,7 @@ from app.measures.models import (
     StaffTraining,
 )
 from app.monitors.models import DeviceReading, Monitor
+from app.oauth.models import AccessToken, ClientKey, UsedAssertion
 from app.orgs.models import Organisation
 from app.pregnancies.models import Contact, PostnatalStatus, Pregnancy
 from app.readings.models import Reading
@@ -19,8 +20,10 @@ from referral.delivery.models import DeliveryDestination, DeliverySecret, Outbox
 from referral.models import OutboxMessage, Referral, ReferralEvent, ServiceArea
 
 __all__ = [
+    "AccessToken",
     "ApiClient",
     "AuditEvent",
+    "ClientKey",
     "Contact",
     "DeliveryDestination",
     "DeliverySecret",
@@ -41,6 +44,7 @@ __all__ = [
     "ServiceFeedback",
     "StaffMember",
     "StaffTraining",
+    "UsedAssertion",
     "User",
     "WebSession",
 ]

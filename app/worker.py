@@ -30,6 +30,7 @@ from app.db import make_engine, make_sessionmaker
 from app.identity.jobs import prune_sessions_job
 from app.logs import get_logger
 from app.measures.jobs import refresh_measures_job
+from app.oauth.jobs import prune_oauth_job
 from referral.delivery.jobs import delivery_backlog_job, relay_loop
 
 log = get_logger("exhale.worker")
@@ -53,6 +54,7 @@ class Job:
 
 JOBS: list[Job] = [
     Job("prune_web_sessions", interval_s=600, run=prune_sessions_job),
+    Job("prune_oauth_tokens", interval_s=600, run=prune_oauth_job),
     Job("webhook_backlog_report", interval_s=300, run=delivery_backlog_job),
     Job(
         "refresh_measures",

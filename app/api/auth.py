@@ -1,9 +1,9 @@
 """Authentication and authorisation for every route under /api (and later /fhir and /hl7).
 
-A request carries either ``Authorization: Bearer <API key>`` (machines) or the web session cookie
-(people). Without one: 401. A role that may not call the route: 403. A record outside the caller's
-organisation is 404, raised by the services, so ids cannot be probed. Denied attempts that target
-a record are audited.
+A request carries either ``Authorization: Bearer <API key or OAuth access token>`` (machines) or
+the web session cookie (people). Without one: 401. A role that may not call the route: 403. A
+record outside the caller's organisation is 404, raised by the services, so ids cannot be probed.
+Denied attempts that target a record are audited.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from app.db import utcnow
 from app.errors import Forbidden, NotAuthenticated, TooManyRequests
 from app.identity import service as identity
 from app.identity.principal import Principal
+from app.oauth import service as oauth
 
 SESSION_COOKIE = "exhale_session"
 CSRF_HEADER = "x-csrf-token"
@@ -54,7 +55,10 @@ def authenticate(request: Request, session: SessionDep, settings: SettingsDep) -
     try:
         token = _bearer_token(request)
         if token is not None:
-            principal = identity.principal_for_api_key(session, token)
+            if oauth.is_access_token(token):
+                principal = oauth.principal_for_access_token(session, token=token, now=utcnow())
+            else:
+                principal = identity.principal_for_api_key(session, token)
             _rate_limit(request, principal)
             return principal
         cookie = request.cookies.get(SESSION_COOKIE)
