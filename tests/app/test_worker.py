@@ -8,14 +8,15 @@ import subprocess
 import sys
 import time
 
+import pytest
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.config import Settings
+from app.config import ConfigError, Settings, WorkerSettings
 from app.identity.jobs import prune_sessions_job
 from app.identity.models import WebSession
 from app.identity.service import SessionPolicy, digest, start_web_session
-from app.worker import LeaderLock
+from app.worker import LeaderLock, job_intervals
 from tests.app.access_world import build_side
 from tests.helpers import REPO, exhale_env
 
@@ -94,3 +95,15 @@ def test_the_session_job_ends_idle_and_expired_sessions_only(
     assert session.get(WebSession, digest(fresh)) is not None
     assert session.get(WebSession, digest(idle)) is None
     assert session.get(WebSession, digest(expired)) is None
+
+
+def test_job_intervals_can_be_set_by_name_and_an_unknown_name_is_refused(
+    settings: Settings,
+) -> None:
+    faster = settings.model_copy(
+        update={"worker": WorkerSettings(job_intervals_s={"prune_web_sessions": 30})}
+    )
+    assert job_intervals(faster)["prune_web_sessions"] == 30
+    typo = settings.model_copy(update={"worker": WorkerSettings(job_intervals_s={"prune": 30})})
+    with pytest.raises(ConfigError, match="names no job: prune; the jobs are"):
+        job_intervals(typo)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 import json
 import signal
 import subprocess
@@ -33,6 +35,8 @@ FAST_DELIVERY = {
     "EXHALE_WORKER__LOCK_RETRY_S": "0.2",
     "EXHALE_LOG_JSON": "true",
 }
+# Every scheduled job every 0.3 s, so a test sees dozens of runs and any overlap between workers.
+FAST_JOBS = '{"prune_web_sessions": 0.3, "webhook_backlog_report": 0.3}'
 
 
 class Process:
@@ -191,6 +195,37 @@ def undelivered(database_url: str) -> int:
             )
     finally:
         engine.dispose()
+
+
+@dataclass(frozen=True)
+class JobRun:
+    job: str
+    worker: int
+    started: dt.datetime
+    ended: dt.datetime
+
+
+def job_runs(workers: list[Worker]) -> list[JobRun]:
+    """Every scheduled job run the workers logged, in the order they started."""
+    runs = []
+    for number, worker in enumerate(workers):
+        for event in worker.events():
+            if event.get("event") == "job_ran":
+                started = dt.datetime.fromisoformat(event["started_at"])
+                ended = started + dt.timedelta(milliseconds=event["duration_ms"])
+                runs.append(JobRun(event["job"], number, started, ended))
+    return sorted(runs, key=lambda run: run.started)
+
+
+def assert_one_leader_at_a_time(runs: list[JobRun]) -> None:
+    """No job ran twice at once, and leadership only ever moved on: once another worker has run
+    a job, the one before it runs none again (it stood down, or was stopped)."""
+    for job in {run.job for run in runs}:
+        mine = [run for run in runs if run.job == job]
+        for before, after in itertools.pairwise(mine):
+            assert after.started >= before.ended, f"{job} ran twice at once: {before}, {after}"
+    leaders = [worker for worker, _ in itertools.groupby(run.worker for run in runs)]
+    assert len(leaders) == len(set(leaders)), f"two workers took turns leading: {leaders}"
 
 
 def wait_until(condition: Any, *, timeout_s: float, what: str) -> None:

@@ -27,7 +27,19 @@ from app.measures.demo import nhs_numbers
 from app.readings.models import Reading
 from tests.app.readings_helpers import due_for, reading
 from tests.faults.cluster import Cluster, private_cluster
-from tests.faults.processes import WebServer, seed_epr_client, wait_until
+from tests.faults.processes import (
+    FAST_JOBS,
+    WebServer,
+    Worker,
+    assert_one_leader_at_a_time,
+    job_runs,
+    seed_destination,
+    seed_epr_client,
+    seed_events,
+    undelivered,
+    wait_until,
+)
+from tests.referral.delivery.receiver import Receiver
 
 pytestmark = pytest.mark.postgres
 
@@ -169,3 +181,47 @@ def test_a_database_restart_under_load_loses_no_acknowledged_reading(
     logged = server.log.read_text()
     assert "Traceback" not in logged and "unhandled_error" not in logged
     assert "database_unavailable" in logged
+
+
+def test_after_a_database_restart_one_worker_leads_and_nothing_is_sent_twice(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The leader's advisory lock ends with its database session: the old leader must notice and
+    stand down, or two workers would run the scheduled jobs at once."""
+    with Receiver().running() as receiver:
+        secret = seed_destination(cluster.url, url=receiver.url)
+        seed_events(cluster.url, referrals=3, events_each=1)
+        workers = [
+            Worker(
+                cluster.url,
+                tmp_path / f"worker-{n}.log",
+                EXHALE_WORKER__JOB_INTERVALS_S=FAST_JOBS,
+                EXHALE_DATABASE_CONNECT_TIMEOUT_S="2",
+            )
+            for n in range(2)
+        ]
+        try:
+            wait_until(lambda: undelivered(cluster.url) == 0, timeout_s=30, what="delivered")
+            wait_until(lambda: len(job_runs(workers)) >= 4, timeout_s=30, what="jobs ran")
+            cluster.stop("fast")
+            time.sleep(OUTAGE_S)
+            cluster.start()
+            starts = lambda: sum(worker.count("worker_started") for worker in workers)  # noqa: E731
+            wait_until(lambda: starts() >= 2, timeout_s=30, what="a leader after the restart")
+            seeded = seed_events(cluster.url, referrals=3, events_each=1)
+            ran_before = len(job_runs(workers))
+            wait_until(lambda: undelivered(cluster.url) == 0, timeout_s=30, what="delivered")
+            wait_until(lambda: len(job_runs(workers)) >= ran_before + 4, timeout_s=30, what="jobs")
+            assert [worker.stop() for worker in workers] == [0, 0]
+        finally:
+            for worker in workers:
+                if worker.process.poll() is None:
+                    worker.kill()
+
+    assert_one_leader_at_a_time(job_runs(workers))
+    assert sum(worker.count("worker_leadership_lost") for worker in workers) == 1
+    arrivals = Counter(item.webhook_id for item in receiver.received)
+    assert set(arrivals) == {item.webhook_id for item in seeded}
+    assert set(arrivals.values()) == {1}, "an event was sent twice"
+    for item in receiver.received:
+        item.verify(secret)
