@@ -6,6 +6,8 @@ with the standardwebhooks library's verifier.
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 import json
 import threading
 import time
@@ -25,11 +27,13 @@ from tests.faults.processes import (
     undelivered,
     wait_until,
 )
+from tests.helpers import free_port
 from tests.referral.delivery.receiver import (
     OK,
     Received,
     Receiver,
     ok_then_hold,
+    respond,
     silent,
 )
 
@@ -158,3 +162,75 @@ def test_two_workers_never_send_one_message_at_the_same_time(
         assert "token=" not in logged
         assert "Traceback" not in logged
         assert all(json.loads(line) for line in logged.splitlines() if line.startswith("{"))
+
+
+class Outage:
+    """Answers 503 (with ``Retry-After: 1`` while ``retry_after``) until ``up``, then 200;
+    remembers which ids were accepted, and how often."""
+
+    def __init__(self) -> None:
+        self.up = threading.Event()
+        self.retry_after = True
+        self.accepted: Counter[str] = Counter()
+
+    def __call__(self, handler: BaseHTTPRequestHandler, item: Received, rx: Receiver) -> None:
+        if self.up.is_set():
+            self.accepted[item.webhook_id] += 1
+            OK(handler, item, rx)
+        else:
+            headers = {"Retry-After": "1"} if self.retry_after else {}
+            respond(503, headers)(handler, item, rx)
+
+
+BACKOFF = {"EXHALE_DELIVERY__BACKOFF_BASE_S": "0.2", "EXHALE_DELIVERY__BACKOFF_CAP_S": "1.6"}
+
+
+def _failed_attempts(worker: Worker) -> dict[int, list[tuple[dt.datetime, int | None]]]:
+    """Per message, when each failed attempt was recorded and the receiver's status (None: no
+    answer), in order."""
+    attempts: dict[int, list[tuple[dt.datetime, int | None]]] = defaultdict(list)
+    for event in worker.events():
+        if event.get("event") == "webhook_attempt_failed":
+            at = dt.datetime.fromisoformat(event["timestamp"])
+            attempts[event["outbox_id"]].append((at, event["http_status"]))
+    return attempts
+
+
+def test_a_receiver_outage_is_retried_with_backoff_and_each_event_accepted_once(
+    database: str, tmp_path: Path
+) -> None:
+    port = free_port()  # nothing listens here yet: connection refused
+    outage = Outage()
+    secret = seed_destination(database, url=f"http://127.0.0.1:{port}/webhooks")
+    seeded = seed_events(database, referrals=4, events_each=2)
+    worker = Worker(database, tmp_path / "worker.log", **BACKOFF)
+    try:
+        wait_until(lambda: len(_failed_attempts(worker)) == 4, timeout_s=30, what="refused")
+        time.sleep(1.0)  # the messages back off while nothing listens
+        with Receiver(port=port).running() as receiver:
+            receiver.behaviour = outage
+            receiver.wait_for(lambda: len(receiver.received) >= 8, timeout_s=30)
+            outage.retry_after = False
+            time.sleep(1.0)
+            outage.up.set()
+            wait_until(lambda: undelivered(database) == 0, timeout_s=60, what="all delivered")
+        assert worker.stop() == 0
+    finally:
+        if worker.process.poll() is None:
+            worker.kill()
+
+    _check_arrivals(receiver, seeded, secret)
+    assert set(outage.accepted) == {s.webhook_id for s in seeded}
+    assert set(outage.accepted.values()) == {1}, "an event was accepted twice"
+    base_s, cap_s = 0.2, 1.6
+    attempts = _failed_attempts(worker)
+    for message_id, failures in attempts.items():
+        assert len(failures) >= 3, f"message {message_id}: {failures}"
+        for number, (earlier, later) in enumerate(itertools.pairwise(failures), start=1):
+            gap_s = (later[0] - earlier[0]).total_seconds()
+            if earlier[1] == 503 and number <= 2:
+                assert gap_s >= 0.99, f"Retry-After ignored: {message_id}, {failures}"
+            # Jittered exponential backoff never waits less than half its ceiling.
+            assert gap_s >= min(cap_s, base_s * 2 ** (number - 1)) / 2 - 0.01, failures
+    refused_only = [f for f in attempts.values() if f[0][1] is None]
+    assert refused_only, "no attempt met a refused connection"
