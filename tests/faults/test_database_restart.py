@@ -146,12 +146,12 @@ def test_a_database_restart_under_load_loses_no_acknowledged_reading(
     try:
         server.wait_ready()
         with ReadingStream(server.url, api_key) as stream:
-            wait_until(lambda: stream.acknowledged_since(0) >= 20, timeout_s=30, what="warm-up")
+            wait_until(lambda: stream.acknowledged_since(0) >= 12, timeout_s=30, what="warm-up")
             cluster.stop("fast")  # every open connection is cut, as in a restart or failover
             time.sleep(OUTAGE_S)
             cluster.start()
             back = time.monotonic()
-            wait_until(lambda: stream.acknowledged_since(back) >= 20, timeout_s=30, what="recovery")
+            wait_until(lambda: stream.acknowledged_since(back) >= 12, timeout_s=30, what="recovery")
         outcomes = list(stream.outcomes)
 
         statuses = Counter(o.status for o in outcomes)

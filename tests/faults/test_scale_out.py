@@ -124,7 +124,9 @@ def test_two_web_and_two_worker_processes_never_double_record_send_or_run(
         assert statuses[201] == 1 and set(statuses) <= {200, 201, 409}, statuses
 
         # Distinct readings to both web processes at once, while the leader hands over.
-        leader = next(w for w in workers if w.count("worker_started"))
+        leading = lambda: [w for w in workers if w.count("worker_started")]  # noqa: E731
+        wait_until(lambda: len(leading()) == 1, timeout_s=30, what="a leader")
+        leader = leading()[0]
         statuses = Counter(_post_at_once(urls, api_key, [(b, "") for b in _bodies()]))
         assert statuses == {201: READINGS}, statuses
         assert leader.stop() == 0  # SIGTERM: its sends in flight finish, the standby takes over
