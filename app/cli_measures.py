@@ -125,8 +125,8 @@ def measures_export(
 
 @measures_cli.command("refresh")
 def measures_refresh() -> None:
-    """Recount the stored measures that writes have changed (the worker does this every
-    EXHALE_MEASURES__REFRESH_INTERVAL_S seconds); answers are exact either way, only faster."""
+    """Recount the stored measures that writes have changed (the worker's refresh_measures job
+    does this every minute); answers are exact either way, only faster once stored."""
     with unit_of_work() as (settings, session):
         done = rollup.refresh(session, settings.measures, today=_today())
     typer.echo(f"Recounted {done.pairs} unit-months ({done.marks} writes since the last refresh).")

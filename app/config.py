@@ -62,7 +62,16 @@ class DeviceSettings(BaseModel):
 
 
 class WorkerSettings(BaseModel):
-    lock_retry_s: float = Field(default=5.0, gt=0, le=600)
+    lock_retry_s: float = Field(default=5.0, gt=0, le=600)  # standby retries; leader re-checks
+    # Override a scheduled job's interval by its name: EXHALE_WORKER__JOB_INTERVALS_S='{"x": 60}'
+    job_intervals_s: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("job_intervals_s")
+    @classmethod
+    def _positive_intervals(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(seconds <= 0 for seconds in value.values()):
+            raise ValueError("every interval must be more than 0 seconds")
+        return value
 
 
 class DeliverySettings(BaseModel):
@@ -106,7 +115,6 @@ class MeasuresSettings(BaseModel):
     trend_length: int = Field(default=7, ge=5, le=12)  # SPC trend: points rising or falling
     positive_feedback_from: int = Field(default=4, ge=1, le=5)  # a rating of 4 or 5 of 5
     postgres_work_mem_mb: int = Field(default=128, ge=4, le=4096)  # per sort or hash, per query
-    refresh_interval_s: float = Field(default=60, gt=0, le=86_400)  # worker: stored counts
 
 
 class OAuthSettings(BaseModel):

@@ -2,7 +2,10 @@
 
 Only one worker process runs the scheduled jobs at a time: it holds a leader lock (a PostgreSQL
 advisory lock, or a file lock beside the SQLite database). A second worker stands by and takes over
-when the first stops, so replicas never run a job twice.
+when the first stops, so replicas never run a job twice. The advisory lock lives as long as the
+leader's database session: when PostgreSQL restarts or fails over, the session and the lock are
+gone, so the leader checks its session every ``lock_retry_s`` and, when it has lost it, stops its
+scheduler and contends for the lock again like any standby.
 
 Loops (``LOOPS``) are different: every worker runs them from its start, leader or standby, each
 in its own thread. The webhook relay is one: it claims its work row by row, so several relays
@@ -15,6 +18,7 @@ import fcntl
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +28,10 @@ from typing import IO, Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.config import Settings, sqlite_path
-from app.db import make_engine, make_sessionmaker
+from app.config import ConfigError, Settings, sqlite_path
+from app.db import make_engine, make_sessionmaker, utcnow
 from app.identity.jobs import prune_sessions_job
 from app.logs import get_logger
 from app.measures.jobs import refresh_measures_job
@@ -41,13 +46,10 @@ LEADER_LOCK_KEY = int.from_bytes(b"exhale", "big")
 
 @dataclass(frozen=True)
 class Job:
-    """A scheduled job: ``run(sessionmaker, settings)`` every ``interval_s`` seconds.
-
-    ``interval_s`` is a number, or a function of the settings when it is configurable.
-    """
+    """A scheduled job: ``run(sessionmaker, settings)`` every ``interval_s`` seconds."""
 
     name: str
-    interval_s: float | Callable[[Settings], float]
+    interval_s: float
     run: Callable[..., Any]
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -56,11 +58,7 @@ JOBS: list[Job] = [
     Job("prune_web_sessions", interval_s=600, run=prune_sessions_job),
     Job("prune_oauth_tokens", interval_s=600, run=prune_oauth_job),
     Job("webhook_backlog_report", interval_s=300, run=delivery_backlog_job),
-    Job(
-        "refresh_measures",
-        interval_s=lambda settings: settings.measures.refresh_interval_s,
-        run=refresh_measures_job,
-    ),
+    Job("refresh_measures", interval_s=60, run=refresh_measures_job),
 ]
 
 
@@ -86,8 +84,37 @@ class LeaderLock:
         self._path = sqlite_path(settings)
         self._connection: Connection | None = None
         self._file: IO[str] | None = None
+        self._guard = threading.Lock()  # the scheduler's threads check the lock too
 
     def try_acquire(self) -> bool:
+        """True once this process holds the lock; False while another does or the database is
+        unreachable (the caller retries)."""
+        try:
+            return self._try_acquire()
+        except SQLAlchemyError as error:
+            log.warning("worker_lock_unavailable", error_type=type(error).__name__)
+            return False
+
+    def still_held(self) -> bool:
+        """Whether the session holding the lock is alive (a file lock cannot be lost)."""
+        with self._guard:
+            return self._check()
+
+    def _check(self) -> bool:
+        if self._connection is None:
+            return self._file is not None
+        try:
+            self._connection.execute(text("SELECT 1")).scalar_one()
+            self._connection.commit()
+        except SQLAlchemyError:
+            # The session ended and the lock with it. SQLAlchemy would reconnect this Connection
+            # on next use, into a session that holds nothing: drop it instead.
+            self._connection.invalidate()
+            self._connection = None
+            return False
+        return True
+
+    def _try_acquire(self) -> bool:
         if self._path is not None:
             lock_path = Path(f"{self._path}.worker.lock")
             handle = lock_path.open("a")
@@ -99,10 +126,14 @@ class LeaderLock:
             self._file = handle
             return True
         connection = self._engine.connect()
-        got = connection.execute(
-            text("SELECT pg_try_advisory_lock(:key)"), {"key": LEADER_LOCK_KEY}
-        ).scalar_one()
-        connection.commit()
+        try:
+            got = connection.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": LEADER_LOCK_KEY}
+            ).scalar_one()
+            connection.commit()
+        except SQLAlchemyError:
+            connection.invalidate()
+            raise
         if got:
             self._connection = connection
             return True
@@ -110,6 +141,10 @@ class LeaderLock:
         return False
 
     def release(self) -> None:
+        with self._guard:
+            self._release()
+
+    def _release(self) -> None:
         if self._file is not None:
             fcntl.flock(self._file, fcntl.LOCK_UN)
             self._file.close()
@@ -120,6 +155,8 @@ class LeaderLock:
                     text("SELECT pg_advisory_unlock(:key)"), {"key": LEADER_LOCK_KEY}
                 )
                 self._connection.commit()
+            except SQLAlchemyError:
+                pass  # the session is gone, and the lock went with it
             finally:
                 self._connection.invalidate()  # never hand a lock-holding connection to the pool
                 self._connection = None
@@ -139,6 +176,7 @@ def run_worker(settings: Settings, *, stop: threading.Event | None = None) -> No
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         _install_signal_handlers(stop)
+    intervals = job_intervals(settings)
     engine = make_engine(
         settings.database_url, connect_timeout_s=settings.database_connect_timeout_s
     )
@@ -147,37 +185,91 @@ def run_worker(settings: Settings, *, stop: threading.Event | None = None) -> No
     loops_stop = threading.Event()
     loops = _start_loops(sessionmaker, settings, loops_stop)
     try:
-        announced = False
-        while not stop.is_set() and not lock.try_acquire():
-            if not announced:
-                log.info("worker_standing_by", reason="another worker holds the scheduler lock")
-                announced = True
-            stop.wait(settings.worker.lock_retry_s)
-        if stop.is_set():
-            return
-        scheduler = BackgroundScheduler(timezone="UTC")
-        for job in JOBS:
-            scheduler.add_job(
-                job.run,
-                "interval",
-                seconds=job.interval_s(settings) if callable(job.interval_s) else job.interval_s,
-                args=[sessionmaker, settings],
-                id=job.name,
-                max_instances=1,
-                coalesce=True,
-                **job.options,
-            )
-        scheduler.start()
-        log.info("worker_started", pid=os.getpid(), jobs=[job.name for job in JOBS])
-        stop.wait()
-        scheduler.shutdown(wait=True)
-        log.info("worker_stopped")
+        while _wait_for_leadership(lock, settings, stop):
+            _lead(lock, sessionmaker, settings, intervals, stop)
     finally:
         loops_stop.set()
         for thread in loops:
             thread.join(timeout=LOOP_STOP_TIMEOUT_S)
         lock.release()
         engine.dispose()
+
+
+def job_intervals(settings: Settings) -> dict[str, float]:
+    """Each job's interval, with ``EXHALE_WORKER__JOB_INTERVALS_S`` applied."""
+    names = {job.name for job in JOBS}
+    unknown = sorted(set(settings.worker.job_intervals_s) - names)
+    if unknown:
+        raise ConfigError(
+            f"EXHALE_WORKER__JOB_INTERVALS_S names no job: {', '.join(unknown)}; "
+            f"the jobs are {', '.join(sorted(names))}"
+        )
+    return {job.name: settings.worker.job_intervals_s.get(job.name, job.interval_s) for job in JOBS}
+
+
+def _wait_for_leadership(lock: LeaderLock, settings: Settings, stop: threading.Event) -> bool:
+    """Block until this worker holds the leader lock (True) or is told to stop (False)."""
+    announced = False
+    while not stop.is_set() and not lock.try_acquire():
+        if not announced:
+            log.info("worker_standing_by", reason="another worker holds the scheduler lock")
+            announced = True
+        stop.wait(settings.worker.lock_retry_s)
+    return not stop.is_set()
+
+
+def _lead(
+    lock: LeaderLock,
+    sessionmaker: Any,
+    settings: Settings,
+    intervals: dict[str, float],
+    stop: threading.Event,
+) -> None:
+    """Run the scheduled jobs until ``stop``, or until the leader lock is lost."""
+    scheduler = BackgroundScheduler(timezone="UTC")
+    for job in JOBS:
+        scheduler.add_job(
+            _run_job,
+            "interval",
+            seconds=intervals[job.name],
+            args=[job, lock, sessionmaker, settings],
+            id=job.name,
+            max_instances=1,
+            coalesce=True,
+            **job.options,
+        )
+    scheduler.start()
+    log.info("worker_started", pid=os.getpid(), jobs=[job.name for job in JOBS])
+    try:
+        while not stop.wait(settings.worker.lock_retry_s):
+            if not lock.still_held():
+                log.warning("worker_leadership_lost", reason="the database session ended")
+                break
+    finally:
+        scheduler.shutdown(wait=True)
+        lock.release()
+    log.info("worker_stopped" if stop.is_set() else "worker_standing_down")
+
+
+def _run_job(job: Job, lock: LeaderLock, sessionmaker: Any, settings: Settings) -> None:
+    """Run one job if this worker still leads: a leader whose session ended (and whose lock
+    another worker may now hold) runs nothing more, though it has not noticed yet."""
+    if not lock.still_held():
+        log.warning("job_skipped", job=job.name, reason="the leader lock was lost")
+        return
+    started_at = utcnow()
+    started = time.monotonic()
+    try:
+        job.run(sessionmaker, settings)
+    except Exception as error:
+        log.error("job_failed", job=job.name, error_type=type(error).__name__, exc_info=error)
+        return
+    log.info(
+        "job_ran",
+        job=job.name,
+        started_at=started_at.isoformat(),
+        duration_ms=round((time.monotonic() - started) * 1000, 1),
+    )
 
 
 def _start_loops(

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -124,8 +125,35 @@ async def _stale_data(_request: Request, _exc: Exception) -> JSONResponse:
     )
 
 
+DATABASE_RETRY_AFTER_S = 5
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The database went away (restart, failover, network) or refused the work for now: a
+    retryable 503, not a 500. Other database errors are bugs and stay 500s."""
+    assert isinstance(exc, DBAPIError)
+    if not (isinstance(exc, OperationalError) or exc.connection_invalidated):
+        return await _unexpected_error(request, exc)
+    log.warning(
+        "database_unavailable",
+        error_type=type(exc.orig).__name__,
+        connection_lost=exc.connection_invalidated,
+    )
+    return JSONResponse(
+        error_body(
+            "database_unavailable",
+            "The database could not be reached or was busy, so this request may not have been "
+            f"saved. Send it again in {DATABASE_RETRY_AFTER_S} seconds: a re-send with the same "
+            "Idempotency-Key or source_id is never recorded twice.",
+        ),
+        status_code=503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
+
+
 def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StaleDataError, _stale_data)
+    app.add_exception_handler(DBAPIError, _database_unavailable)
     app.add_exception_handler(ExhaleError, _exhale_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from app.errors import Conflict, FieldError, InvalidInput
 
@@ -110,3 +111,27 @@ def test_every_response_carries_a_request_id(client: TestClient) -> None:
     assert echoed.headers["x-request-id"] == "from-the-epr-123"
     unsafe = client.get("/healthz", headers={"X-Request-ID": "bad id <script>"})
     assert unsafe.headers["x-request-id"] != "bad id <script>"
+
+
+def test_a_lost_database_is_a_503_to_retry_and_a_bad_query_stays_a_500(
+    app: FastAPI, client: TestClient
+) -> None:
+    router = APIRouter()
+
+    @router.get("/probe/database-gone")
+    def database_gone() -> None:
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+    @router.get("/probe/bad-query")
+    def bad_query() -> None:
+        raise ProgrammingError("SELEC 1", {}, Exception("syntax error"))
+
+    app.include_router(router)
+    gone = client.get("/probe/database-gone")
+    assert gone.status_code == 503
+    assert gone.headers["retry-after"] == "5"
+    assert gone.json()["error"] == "database_unavailable"
+    assert "Send it again" in gone.json()["detail"]
+    bad = client.get("/probe/bad-query")
+    assert bad.status_code == 500
+    assert bad.json()["error"] == "internal_error"

@@ -8,12 +8,13 @@ import subprocess
 import sys
 import time
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import migrate
-from app.config import Settings
+from app.config import ConfigError, Settings, WorkerSettings
 from app.db import make_engine, make_sessionmaker, session_scope
 from app.identity.jobs import prune_sessions_job
 from app.identity.models import WebSession
@@ -21,7 +22,7 @@ from app.identity.service import SessionPolicy, digest, start_web_session
 from app.measures import rollup
 from app.measures.jobs import refresh_measures_job
 from app.measures.models import MeasureMark
-from app.worker import LeaderLock
+from app.worker import LeaderLock, job_intervals
 from tests import factories
 from tests.app.access_world import build_side
 from tests.helpers import REPO, exhale_env
@@ -120,3 +121,15 @@ def test_the_measures_job_brings_the_stored_counts_up_to_date(
             assert session.scalars(select(func.count()).select_from(MeasureMark)).one() == 0
     finally:
         engine.dispose()
+
+
+def test_job_intervals_can_be_set_by_name_and_an_unknown_name_is_refused(
+    settings: Settings,
+) -> None:
+    faster = settings.model_copy(
+        update={"worker": WorkerSettings(job_intervals_s={"prune_web_sessions": 30})}
+    )
+    assert job_intervals(faster)["prune_web_sessions"] == 30
+    typo = settings.model_copy(update={"worker": WorkerSettings(job_intervals_s={"prune": 30})})
+    with pytest.raises(ConfigError, match="names no job: prune; the jobs are"):
+        job_intervals(typo)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 import json
 import signal
 import subprocess
@@ -11,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import httpx
 from sqlalchemy import select
 
 from app.db import make_engine, make_sessionmaker, session_scope
 from referral.models import OutboxMessage
 from tests import factories
-from tests.helpers import REPO, exhale_env
+from tests.helpers import REPO, exhale_env, free_port
 
 # Short timeouts so a test sees leases expire in seconds; the lease still outlasts two attempts.
 FAST_DELIVERY = {
@@ -32,16 +35,20 @@ FAST_DELIVERY = {
     "EXHALE_WORKER__LOCK_RETRY_S": "0.2",
     "EXHALE_LOG_JSON": "true",
 }
+# Every scheduled job every 0.3 s, so a test sees dozens of runs and any overlap between workers.
+FAST_JOBS = '{"prune_web_sessions": 0.3, "webhook_backlog_report": 0.3}'
 
 
-class Worker:
-    """`python -m app.cli worker`, its JSON log in a file (a pipe could fill and stall it)."""
+class Process:
+    """`python -m app.cli <command>`, its JSON log in a file (a pipe could fill and stall it)."""
 
-    def __init__(self, database_url: str, log: Path, **env: str) -> None:
+    command: tuple[str, ...] = ("worker",)
+
+    def __init__(self, database_url: str, log: Path, *args: str, **env: str) -> None:
         self.log = log
         self._stderr: IO[bytes] = log.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker"],
+            [sys.executable, "-m", "app.cli", *self.command, *args],
             cwd=REPO,
             env=exhale_env(database_url, **{**FAST_DELIVERY, **env}),
             stdout=subprocess.DEVNULL,
@@ -86,11 +93,58 @@ class Worker:
         return self.process.returncode
 
 
+class Worker(Process):
+    """`exhale worker`: the scheduled jobs (when leader) and the webhook relay."""
+
+
+class WebServer(Process):
+    """`exhale serve` on a free loopback port; ``url`` once it answers."""
+
+    command = ("serve",)
+
+    def __init__(self, database_url: str, log: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(database_url, log, "--port", str(self.port), **env)
+
+    def wait_ready(self, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(f"web server exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("web server did not answer /healthz")
+            time.sleep(0.1)
+
+
 @dataclass(frozen=True)
 class Seeded:
     message_id: int
     referral_id: int
     webhook_id: str
+
+
+def seed_epr_client(database_url: str, *, code: str = "SSS01") -> str:
+    """A unit referring to service ``code`` (made unless it exists) and an EPR's API key for the
+    unit; returns the key. Committed."""
+    from app.orgs.models import Organisation
+
+    engine = make_engine(database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            service = session.scalars(
+                select(Organisation).where(Organisation.code == code)
+            ).one_or_none() or factories.make_service(session, code=code)
+            unit = factories.make_unit(session, service=service)
+            _client, secret = factories.make_api_client(session, role="epr", organisation=unit)
+            return secret
+    finally:
+        engine.dispose()
 
 
 def seed_destination(database_url: str, *, url: str, code: str = "SSS01") -> str:
@@ -141,6 +195,37 @@ def undelivered(database_url: str) -> int:
             )
     finally:
         engine.dispose()
+
+
+@dataclass(frozen=True)
+class JobRun:
+    job: str
+    worker: int
+    started: dt.datetime
+    ended: dt.datetime
+
+
+def job_runs(workers: list[Worker]) -> list[JobRun]:
+    """Every scheduled job run the workers logged, in the order they started."""
+    runs = []
+    for number, worker in enumerate(workers):
+        for event in worker.events():
+            if event.get("event") == "job_ran":
+                started = dt.datetime.fromisoformat(event["started_at"])
+                ended = started + dt.timedelta(milliseconds=event["duration_ms"])
+                runs.append(JobRun(event["job"], number, started, ended))
+    return sorted(runs, key=lambda run: run.started)
+
+
+def assert_one_leader_at_a_time(runs: list[JobRun]) -> None:
+    """No job ran twice at once, and leadership only ever moved on: once another worker has run
+    a job, the one before it runs none again (it stood down, or was stopped)."""
+    for job in {run.job for run in runs}:
+        mine = [run for run in runs if run.job == job]
+        for before, after in itertools.pairwise(mine):
+            assert after.started >= before.ended, f"{job} ran twice at once: {before}, {after}"
+    leaders = [worker for worker, _ in itertools.groupby(run.worker for run in runs)]
+    assert len(leaders) == len(set(leaders)), f"two workers took turns leading: {leaders}"
 
 
 def wait_until(condition: Any, *, timeout_s: float, what: str) -> None:

@@ -1,8 +1,13 @@
-"""Fifty identical posts at once make exactly one reading, with a key or with a source id."""
+"""Fifty identical posts at once make exactly one reading, with a key or with a source id.
+
+The server is real (uvicorn on a loopback port); tests/faults/test_scale_out.py sends the same
+fifty across two separate web processes.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -50,9 +55,11 @@ def _counts(database_url: str) -> tuple[int, int, int]:
 
 
 def _fire(url: str, headers: dict[str, str], body: dict[str, Any]) -> list[int]:
+    start = threading.Barrier(PARALLEL)  # every post leaves together, not as threads start
     with httpx.Client(base_url=url, timeout=60) as client:
 
         def post(_: int) -> int:
+            start.wait(timeout=30)
             return client.post("/api/v1/readings", json=body, headers=headers).status_code
 
         with ThreadPoolExecutor(max_workers=PARALLEL) as pool:

@@ -6,6 +6,8 @@ with the standardwebhooks library's verifier.
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 import json
 import threading
 import time
@@ -25,11 +27,13 @@ from tests.faults.processes import (
     undelivered,
     wait_until,
 )
+from tests.helpers import free_port
 from tests.referral.delivery.receiver import (
     OK,
     Received,
     Receiver,
     ok_then_hold,
+    respond,
     silent,
 )
 
@@ -158,3 +162,83 @@ def test_two_workers_never_send_one_message_at_the_same_time(
         assert "token=" not in logged
         assert "Traceback" not in logged
         assert all(json.loads(line) for line in logged.splitlines() if line.startswith("{"))
+
+
+class Outage:
+    """Answers 503 (with ``Retry-After: 1`` while ``retry_after``) until ``up``, then 200;
+    remembers which ids were accepted, and how often, and each 503 sent with Retry-After."""
+
+    def __init__(self) -> None:
+        self.up = threading.Event()
+        self.retry_after = True
+        self.accepted: Counter[str] = Counter()
+        self.told_to_wait: list[Received] = []
+
+    def __call__(self, handler: BaseHTTPRequestHandler, item: Received, rx: Receiver) -> None:
+        if self.up.is_set():
+            self.accepted[item.webhook_id] += 1
+            OK(handler, item, rx)
+        elif self.retry_after:
+            self.told_to_wait.append(item)
+            respond(503, {"Retry-After": "1"})(handler, item, rx)
+        else:
+            respond(503)(handler, item, rx)
+
+
+BASE_S, CAP_S = 0.4, 1.6
+BACKOFF = {
+    "EXHALE_DELIVERY__BACKOFF_BASE_S": str(BASE_S),
+    "EXHALE_DELIVERY__BACKOFF_CAP_S": str(CAP_S),
+}
+
+
+def _failed_attempts(worker: Worker) -> dict[int, list[tuple[dt.datetime, int | None]]]:
+    """Per message, when each failed attempt was recorded and the receiver's status (None: no
+    answer), in order."""
+    attempts: dict[int, list[tuple[dt.datetime, int | None]]] = defaultdict(list)
+    for event in worker.events():
+        if event.get("event") == "webhook_attempt_failed":
+            at = dt.datetime.fromisoformat(event["timestamp"])
+            attempts[event["outbox_id"]].append((at, event["http_status"]))
+    return attempts
+
+
+def test_a_receiver_outage_is_retried_with_backoff_and_each_event_accepted_once(
+    database: str, tmp_path: Path
+) -> None:
+    port = free_port()  # nothing listens here yet: connection refused
+    outage = Outage()
+    secret = seed_destination(database, url=f"http://127.0.0.1:{port}/webhooks")
+    seeded = seed_events(database, referrals=4, events_each=2)
+    worker = Worker(database, tmp_path / "worker.log", **BACKOFF)
+    try:
+        wait_until(lambda: len(_failed_attempts(worker)) == 4, timeout_s=30, what="refused")
+        time.sleep(1.0)  # the messages back off while nothing listens
+        with Receiver(port=port).running() as receiver:
+            receiver.behaviour = outage
+            receiver.wait_for(lambda: len(receiver.received) >= 8, timeout_s=30)
+            outage.retry_after = False
+            time.sleep(1.0)
+            outage.up.set()
+            wait_until(lambda: undelivered(database) == 0, timeout_s=60, what="all delivered")
+        assert worker.stop() == 0
+    finally:
+        if worker.process.poll() is None:
+            worker.kill()
+
+    _check_arrivals(receiver, seeded, secret)
+    assert set(outage.accepted) == {s.webhook_id for s in seeded}
+    assert set(outage.accepted.values()) == {1}, "an event was accepted twice"
+    for message_id, failures in _failed_attempts(worker).items():
+        assert len(failures) >= 3, f"message {message_id}: {failures}"
+        for number, (earlier, later) in enumerate(itertools.pairwise(failures), start=1):
+            gap_s = (later[0] - earlier[0]).total_seconds()
+            # Jittered exponential backoff never waits less than half its ceiling (less a
+            # little: the log line comes just after the retry time is computed).
+            assert gap_s >= min(CAP_S, BASE_S * 2 ** (number - 1)) / 2 - 0.1, failures
+    assert any(f[0][1] is None for f in _failed_attempts(worker).values()), "none was refused"
+    assert outage.told_to_wait, "no 503 carried Retry-After"
+    for told in outage.told_to_wait:
+        again = [r.arrived for r in receiver.received if r.webhook_id == told.webhook_id]
+        later = [arrived for arrived in again if arrived > told.arrived]
+        assert later and later[0] - told.arrived >= 0.99, "Retry-After: 1 was not honoured"

@@ -96,7 +96,7 @@ def ok_then_hold(handler: BaseHTTPRequestHandler, item: Received, rx: Receiver) 
 
 
 class Receiver:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.received: list[Received] = []
         self.behaviour: Behaviour = OK
         self.release = threading.Event()
@@ -104,7 +104,7 @@ class Receiver:
         self.bytes_sent = 0
         self.incomplete = 0  # requests cut off before their body was complete
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
