@@ -8,9 +8,11 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp
 
 import app.models  # noqa: F401  (every mapper configured before the first request)
-from app import __version__
+from app import __version__, metrics
 from app.api import (
     admin,
     deliveries,
@@ -22,7 +24,7 @@ from app.api import (
     referrals,
 )
 from app.api.errors import register_error_handlers
-from app.api.middleware import RequestContextMiddleware
+from app.api.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
 from app.config import Settings, load_settings
 from app.db import make_engine, make_sessionmaker
 from app.logs import configure_logging
@@ -64,6 +66,24 @@ Errors share one body: `{"error": "<stable code>", "detail": "<what was wrong an
 """
 
 
+class ExhaleAPI(FastAPI):
+    """FastAPI with the request context, security headers and request metrics outermost.
+
+    Starlette answers an unhandled error from its outermost layer, outside any added middleware;
+    wrapping the whole stack gives a 500 its request id, headers and count too.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        settings: Settings = self.state.settings
+        stack: ASGIApp = metrics.MetricsMiddleware(
+            super().build_middleware_stack(), self.state.metrics
+        )
+        stack = SecurityHeadersMiddleware(
+            stack, production=settings.is_production, hsts_max_age_s=settings.hsts_max_age_s
+        )
+        return RequestContextMiddleware(stack)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     configure_logging(settings.log_level, json=settings.log_json)
@@ -76,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         engine.dispose()
 
-    application = FastAPI(
+    application = ExhaleAPI(
         title="exhale",
         version=__version__,
         description=DESCRIPTION,
@@ -87,10 +107,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     application.state.sessionmaker = make_sessionmaker(engine)
     application.state.login_limiter = RateLimiter(limit=settings.auth.login_attempts_per_minute)
     application.state.api_limiter = RateLimiter(limit=settings.auth.api_requests_per_minute)
+    application.state.metrics_registry = CollectorRegistry()
+    # Read at scrape time, not now: the tests swap in a sessionmaker on their own connection.
+    application.state.metrics = metrics.install(
+        application.state.metrics_registry,
+        lambda: application.state.sessionmaker(),  # noqa: PLW0108
+    )
     register_error_handlers(application)
     web_auth.register_page_handlers(application)
-    application.add_middleware(RequestContextMiddleware)
     application.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for router in (*API_ROUTERS, *PAGE_ROUTERS):
+    for router in (*API_ROUTERS, *PAGE_ROUTERS, metrics.router):
         application.include_router(router)
     return application

@@ -32,7 +32,11 @@ def _incoming_request_id(scope: Scope) -> str | None:
 def route_template(scope: Scope) -> str:
     route: Any = scope.get("route")
     path = getattr(route, "path_format", None) or getattr(route, "path", None)
-    return str(path) if path else "unmatched"
+    if path:
+        return str(path)
+    # A mounted app (the static files) leaves no route, but its prefix in root_path.
+    mounted = str(scope.get("root_path", ""))[len(str(scope.get("app_root_path", ""))) :]
+    return f"{mounted}/{{path}}" if mounted else "unmatched"
 
 
 class RequestContextMiddleware:
@@ -70,3 +74,75 @@ class RequestContextMiddleware:
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )
             structlog.contextvars.clear_contextvars()
+
+
+# The pages load their scripts and styles from /static only: no inline script or style, so the
+# policy needs no 'unsafe-inline'. Charts are shown as data: images.
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
+# FastAPI's /docs and /redoc load Swagger UI and ReDoc from a CDN with an inline start-up script.
+# They carry no patient data.
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    "font-src https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
+    "https://cdn.redoc.ly; worker-src blob:; connect-src 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
+DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
+STATIC_PREFIX = "/static/"
+PERMISSIONS_POLICY = (
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
+    "microphone=(), payment=(), usb=()"
+)
+
+
+class SecurityHeadersMiddleware:
+    """Security headers on every response: API, pages, static files, errors and 404s.
+
+    A header a route set itself (the SVG chart's own policy) is kept. Everything but the static
+    files is ``Cache-Control: no-store``, as API answers and pages may carry patient data.
+    Strict-Transport-Security is sent in production and whenever the request came over https
+    (``hsts_max_age_s`` 0 turns it off).
+    """
+
+    def __init__(self, app: ASGIApp, *, production: bool, hsts_max_age_s: int) -> None:
+        self.app = app
+        self.production = production
+        self.hsts = f"max-age={hsts_max_age_s}; includeSubDomains".encode()
+        self.hsts_max_age_s = hsts_max_age_s
+
+    def _headers_for(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        path = str(scope.get("path", ""))
+        headers = [
+            (b"content-security-policy", (DOCS_CSP if path in DOCS_PATHS else PAGE_CSP).encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+            (b"permissions-policy", PERMISSIONS_POLICY.encode()),
+            (b"cross-origin-opener-policy", b"same-origin"),
+        ]
+        if not path.startswith(STATIC_PREFIX):
+            headers.append((b"cache-control", b"no-store"))
+        https = scope.get("scheme") == "https"
+        if self.hsts_max_age_s and (self.production or https):
+            headers.append((b"strict-transport-security", self.hsts))
+        return headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(n, v) for n, v in self._headers_for(scope) if n not in present]
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
