@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -23,7 +24,7 @@ from app.api import (
     readings,
     referrals,
 )
-from app.api.errors import register_error_handlers
+from app.api.errors import document_errors, register_error_handlers
 from app.api.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
 from app.config import Settings, load_settings
 from app.db import make_engine, make_sessionmaker
@@ -82,6 +83,11 @@ class ExhaleAPI(FastAPI):
             stack, production=settings.is_production, hsts_max_age_s=settings.hsts_max_age_s
         )
         return RequestContextMiddleware(stack)
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = document_errors(super().openapi())
+        return self.openapi_schema
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

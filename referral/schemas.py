@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from app.fields import IsoDate
 from referral import lifecycle
 
 
@@ -128,7 +129,7 @@ class TreatmentIn(_EventIn):
 
 class QuitDateIn(_EventIn):
     kind: Literal["quit_date_set"]
-    quit_date: dt.date
+    quit_date: IsoDate
 
     def event(self) -> lifecycle.Event:
         return lifecycle.QuitDateSet(quit_date=self.quit_date)

@@ -13,6 +13,7 @@ from fastapi import APIRouter
 
 from app.api.auth import require
 from app.api.deps import SessionDep
+from app.api.errors import error_answers
 from app.api.measures_params import FromQuery, ToQuery, UnitQuery, today
 from app.api.strict_json import StrictJsonRoute
 from app.identity.principal import Principal
@@ -71,6 +72,7 @@ def list_staff(
     summary="Add a staff member to the training register",
     description="Roles: lead (her unit), admin (`unit` in the body). Staff numbers are unique "
     "per unit (409).",
+    responses=error_answers(r409="The staff number is already on the unit's register"),
 )
 def create_staff(
     body: StaffMemberCreate,
@@ -109,6 +111,7 @@ def update_staff(
     description="Roles: lead (her unit's staff), admin. `training`: co_monitoring, "
     "very_brief_advice, nrt_prescribing, tobacco_dependence, other; `expires_on` when it must "
     "be renewed (the staff measures count in-date training only).",
+    responses=error_answers(r409="This training is already recorded for that day"),
 )
 def record_training(
     id: int,

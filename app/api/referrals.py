@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.api.auth import require
 from app.api.deps import SessionDep, SettingsDep
+from app.api.errors import error_answers
 from app.api.strict_json import StrictJsonRoute
 from app.db import utcnow
 from app.errors import FieldError, Forbidden, InvalidInput
@@ -165,6 +166,7 @@ def _expected_version(if_match: str | None, body_version: int | None) -> int | N
         "referral changed meanwhile is 409. A move the referral's status does not allow is 409 "
         "naming the allowed ones."
     ),
+    responses=error_answers(r428="Neither If-Match nor `version` says which version changes"),
 )
 def record_event(
     id: int,
