@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 
 from app.api.auth import require
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import RecordId, SessionDep, SettingsDep
 from app.api.errors import error_answers
 from app.db import utcnow
 from app.identity.principal import Principal
@@ -68,7 +68,7 @@ def list_deliveries(
     ),
 )
 def redeliver(
-    id: int, session: SessionDep, settings: SettingsDep, principal: AdminDep
+    id: RecordId, session: SessionDep, settings: SettingsDep, principal: AdminDep
 ) -> DeliveryRead:
     now = utcnow()
     delivery_admin.redeliver(

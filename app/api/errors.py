@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Route
 
+from app.api.middleware import route_templates
 from app.errors import ExhaleError, FieldError
 from app.logs import get_logger
 
@@ -130,9 +130,9 @@ def _allowed_methods(request: Request) -> str:
     """Every method of the path, not only those of the first route that matched it."""
     path = request.scope.get("path", "")
     methods: set[str] = set()
-    for route in request.app.routes:
-        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
-            methods |= route.methods
+    for template in route_templates(request.app).values():
+        if template.methods and template.pattern.match(path):
+            methods |= template.methods
     return ", ".join(sorted(methods))
 
 

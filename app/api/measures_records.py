@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter
 
 from app.api.auth import require
-from app.api.deps import SessionDep
+from app.api.deps import RecordId, SessionDep
 from app.api.errors import error_answers
 from app.api.measures_params import FromQuery, ToQuery, UnitQuery, today
 from app.api.strict_json import StrictJsonRoute
@@ -92,7 +92,7 @@ def create_staff(
     description="Roles: lead (her unit's staff), admin. Only the fields sent change.",
 )
 def update_staff(
-    id: int,
+    id: RecordId,
     body: StaffMemberUpdate,
     session: SessionDep,
     principal: Annotated[Principal, require(*LEADS)],
@@ -114,7 +114,7 @@ def update_staff(
     responses=error_answers(r409="This training is already recorded for that day"),
 )
 def record_training(
-    id: int,
+    id: RecordId,
     body: TrainingCreate,
     session: SessionDep,
     principal: Annotated[Principal, require(*LEADS)],

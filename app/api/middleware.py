@@ -9,10 +9,17 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+try:
+    from fastapi.routing import iter_route_contexts
+except ImportError:  # pragma: no cover (FastAPI before 0.160)
+    iter_route_contexts = None  # type: ignore[assignment]
 
 from app.logs import get_logger
 
@@ -29,8 +36,47 @@ def _incoming_request_id(scope: Scope) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class RouteTemplate:
+    path: str  # the full template, with every router's prefix: /api/v1/measures/staff/{id}
+    methods: frozenset[str]
+    pattern: re.Pattern[str]
+
+
+def route_templates(app: Any) -> dict[int, RouteTemplate]:
+    """Every route of the app by ``id(route)``, through nested routers; built once per app.
+
+    FastAPI from 0.160 keeps an included router's routes with their own short paths (``/staff``)
+    and applies the prefixes while matching, so a route's ``path`` alone is not its template.
+    """
+    cached: dict[int, RouteTemplate] | None = getattr(app.state, "route_templates", None)
+    if cached is not None:
+        return cached
+    templates = {}
+    for route, path in _routes_with_paths(app.routes):
+        methods = frozenset(getattr(route, "methods", None) or ())
+        templates[id(route)] = RouteTemplate(path, methods, compile_path(path)[0])
+    app.state.route_templates = templates
+    return templates
+
+
+def _routes_with_paths(routes: list[Any]) -> list[tuple[Any, str]]:
+    if iter_route_contexts is None:  # FastAPI before nested routers: paths are complete
+        found = [(r, getattr(r, "path_format", None) or getattr(r, "path", "")) for r in routes]
+    else:
+        found = [
+            (c.original_route, c.path_format or c.path or "") for c in iter_route_contexts(routes)
+        ]
+    return [(route, path) for route, path in found if path]
+
+
 def route_template(scope: Scope) -> str:
     route: Any = scope.get("route")
+    app: Any = scope.get("app")
+    if route is not None and app is not None and hasattr(app, "state"):
+        known = route_templates(app).get(id(route))
+        if known is not None:
+            return known.path
     path = getattr(route, "path_format", None) or getattr(route, "path", None)
     if path:
         return str(path)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.api.auth import require
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import RecordId, SessionDep, SettingsDep
 from app.api.strict_json import StrictJsonRoute
 from app.db import utcnow
 from app.idempotency import service as idempotency
@@ -145,7 +145,7 @@ def create_reading(
     description="Roles: midwife (her unit's), epr and bridge (what they posted). Audited.",
 )
 def read_reading(
-    id: int,
+    id: RecordId,
     session: SessionDep,
     principal: Annotated[
         Principal, require("midwife", "epr", "bridge", record=service.RECORD_TYPE)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.api.auth import require
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import RecordId, SessionDep, SettingsDep
 from app.api.errors import error_answers
 from app.api.strict_json import StrictJsonRoute
 from app.db import utcnow
@@ -134,7 +134,7 @@ def _etag(response: Response, referral: Referral) -> None:
     ),
 )
 def read_referral(
-    id: int,
+    id: RecordId,
     response: Response,
     session: SessionDep,
     principal: Annotated[Principal, require(*READERS, record=queue.RECORD_TYPE)],
@@ -146,7 +146,7 @@ def read_referral(
 
 def _expected_version(if_match: str | None, body_version: int | None) -> int | None:
     if if_match is not None:
-        match = re.fullmatch(r'\s*(?:W/)?"?(\d+)"?\s*', if_match)
+        match = re.fullmatch(r'\s*(?:W/)?"?(\d{1,18})"?\s*', if_match)  # fits a bigint
         if not match:
             raise InvalidInput(
                 "Check If-Match.", fields=[FieldError("If-Match", 'send the ETag, for example "3"')]
@@ -169,7 +169,7 @@ def _expected_version(if_match: str | None, body_version: int | None) -> int | N
     responses=error_answers(r428="Neither If-Match nor `version` says which version changes"),
 )
 def record_event(
-    id: int,
+    id: RecordId,
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
@@ -209,7 +209,7 @@ def record_event(
     description="Role: service (referrals routed to it). Shown in the advisors' queue.",
 )
 def accept_referral(
-    id: int,
+    id: RecordId,
     response: Response,
     session: SessionDep,
     principal: Annotated[Principal, require("service", record=queue.RECORD_TYPE)],

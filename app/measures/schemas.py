@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from app.fields import IsoDate
+from app.fields import IsoDate, RecordRef
 from app.measures.models import StaffRole, TrainingType
 
 Suppressed = Literal["*"]
@@ -146,7 +146,7 @@ class StaffMemberRead(BaseModel):
 class FeedbackCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    referral_id: StrictInt | None = Field(
+    referral_id: RecordRef | None = Field(
         default=None, description="Her referral, when the feedback came from one."
     )
     unit: Annotated[StrictStr, Field(max_length=16)] | None = Field(

@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from app.fields import IsoDate, IsoDatetime
+from app.fields import IsoDate, IsoDatetime, RecordRef
 from app.pregnancies.models import ContactKind
 from app.readings.models import ReadingOutcome, SmokingStatus
 
@@ -92,7 +92,7 @@ class ReadingCreate(BaseModel):
         description="RFC 3339 with an offset; not more than 5 minutes in the future. Required "
         "unless `device_reading_id` is given (the monitor's time is used).",
     )
-    device_reading_id: StrictInt | None = Field(
+    device_reading_id: RecordRef | None = Field(
         default=None,
         description="A monitor result posted by the unit's bridge: its ppm, time and monitor "
         "are used, and it leaves the list of results not yet recorded.",

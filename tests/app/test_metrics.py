@@ -55,6 +55,7 @@ def test_requests_are_counted_by_route_template_never_by_concrete_path(
     client.get("/api/v1/pregnancies", params={"nhs_number": SHARED_NHS_NUMBER}, headers=headers)
     client.get("/api/v1/pregnancies/999999", headers=headers)
     client.get(f"/no/such/page/{SHARED_NHS_NUMBER}")
+    client.get("/api/v1/measures/staff/7", headers=headers)  # a router inside a router
 
     response = client.get("/metrics", headers=SCRAPE)
     samples = _samples(client)
@@ -63,6 +64,8 @@ def test_requests_are_counted_by_route_template_never_by_concrete_path(
     assert _requests(samples, **by_id, status_class="2xx") == 1
     assert _requests(samples, **by_id, status_class="4xx") == 1
     assert _requests(samples, method="GET", route="unmatched", status_class="4xx") == 1
+    nested = {"method": "GET", "route": "/api/v1/measures/staff/{id}", "status_class": "4xx"}
+    assert _requests(samples, **nested) == 1
     histogram = (
         "exhale_http_request_duration_seconds_count",
         tuple(sorted({**by_id, "status_class": "2xx"}.items())),
