@@ -83,6 +83,7 @@ or null) and `advice` (what to say now, most urgent first).
             "description": "A request with this Idempotency-Key is still running; or the "
             "booking/36-week contact is already on another day"
         },
+        404: {"description": "`device_reading_id` names no monitor result at the caller's unit"},
         413: {"description": "Body over 64 KB"},
         415: {"description": "Not sent as application/json"},
         422: {"description": "A field is wrong: `fields` names it and the fix"},
