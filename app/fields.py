@@ -20,9 +20,9 @@ def _text_only(value: Any) -> Any:
     return value
 
 
-# The largest id SQLite's INTEGER and PostgreSQL's bigint hold: a larger one is refused as invalid
-# input rather than failing in the database driver.
-MAX_RECORD_ID = 2**63 - 1
+# The largest id (or version) PostgreSQL's integer columns hold: a larger one is refused as invalid
+# input rather than failing in the database.
+MAX_RECORD_ID = 2**31 - 1
 RecordRef = Annotated[StrictInt, Field(ge=1, le=MAX_RECORD_ID)]
 
 IsoDate = Annotated[dt.date, BeforeValidator(_text_only)]

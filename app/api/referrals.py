@@ -15,6 +15,7 @@ from app.api.errors import error_answers
 from app.api.strict_json import StrictJsonRoute
 from app.db import utcnow
 from app.errors import FieldError, Forbidden, InvalidInput
+from app.fields import MAX_RECORD_ID
 from app.identity.principal import Principal
 from app.pregnancies.models import Pregnancy
 from app.readings.models import Reading
@@ -146,8 +147,8 @@ def read_referral(
 
 def _expected_version(if_match: str | None, body_version: int | None) -> int | None:
     if if_match is not None:
-        match = re.fullmatch(r'\s*(?:W/)?"?(\d{1,18})"?\s*', if_match)  # fits a bigint
-        if not match:
+        match = re.fullmatch(r'\s*(?:W/)?"?(\d{1,10})"?\s*', if_match)
+        if not match or int(match.group(1)) > MAX_RECORD_ID:
             raise InvalidInput(
                 "Check If-Match.", fields=[FieldError("If-Match", 'send the ETag, for example "3"')]
             )

@@ -60,7 +60,16 @@ def test_an_id_too_large_for_the_database_is_invalid_input(
 ) -> None:
     side = build_side(session)
     headers = headers_for(client, session, side, "epr")
-    response = client.get(f"/api/v1/pregnancies/{2**64}", headers=headers)
-    assert response.status_code == 422, response.text
-    assert response.json()["fields"][0]["field"] == "id"
-    assert client.get(f"/api/v1/pregnancies/{2**63 - 1}", headers=headers).status_code == 404
+    for too_large in (2**31, 2**64):
+        response = client.get(f"/api/v1/pregnancies/{too_large}", headers=headers)
+        assert response.status_code == 422, response.text
+        assert response.json()["fields"][0]["field"] == "id"
+    assert client.get(f"/api/v1/pregnancies/{2**31 - 1}", headers=headers).status_code == 404
+    referral = f"/api/v1/referrals/{side.referral.id}/events"
+    service = headers_for(client, session, side, "service")
+    huge_version = {**service, "If-Match": f'"{2**40}"'}
+    answer = client.post(
+        referral, headers=huge_version, json={"kind": "opt_out", "reason": "declined"}
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["fields"][0]["field"] == "If-Match"
