@@ -222,5 +222,6 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _names_a_body(response: dict[str, Any]) -> bool:
-    schema = response.get("content", {}).get("application/json", {}).get("schema", {})
-    return bool(schema) and "HTTPValidationError" not in str(schema)
+    """A route that describes its own error body (a FHIR OperationOutcome, say) keeps it."""
+    schemas = [media.get("schema") for media in response.get("content", {}).values()]
+    return any(schemas) and "HTTPValidationError" not in str(schemas)
