@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 try:
     from fastapi.routing import iter_route_contexts
-except ImportError:  # pragma: no cover (FastAPI before 0.160)
+except ImportError:  # pragma: no cover (a FastAPI that keeps full paths on every route)
     iter_route_contexts = None  # type: ignore[assignment]
 
 from app.logs import get_logger
@@ -46,8 +46,9 @@ class RouteTemplate:
 def route_templates(app: Any) -> dict[int, RouteTemplate]:
     """Every route of the app by ``id(route)``, through nested routers; built once per app.
 
-    FastAPI from 0.160 keeps an included router's routes with their own short paths (``/staff``)
-    and applies the prefixes while matching, so a route's ``path`` alone is not its template.
+    FastAPI (0.165 here) keeps an included router's routes with their own short paths
+    (``/staff``) and applies the prefixes while matching, so a route's ``path`` alone is not its
+    template.
     """
     cached: dict[int, RouteTemplate] | None = getattr(app.state, "route_templates", None)
     if cached is not None:

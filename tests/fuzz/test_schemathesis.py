@@ -95,7 +95,7 @@ def _may_call(client: httpx.Client, caller: Caller, method: str, path: str) -> b
     return not refused
 
 
-def _schemathesis(base_url: str, caller: Caller, operation_ids: set[str]) -> str:
+def _schemathesis(base_url: str, caller: Caller, operation_ids: set[str], workdir: Path) -> str:
     command = [
         os.path.join(os.path.dirname(sys.executable), "schemathesis"),
         f"--config-file={CONFIG}",
@@ -117,13 +117,18 @@ def _schemathesis(base_url: str, caller: Caller, operation_ids: set[str]) -> str
         command += ["-H", f"{name}: {value}"]
     for operation_id in sorted(operation_ids):
         command += ["--include-operation-id", operation_id]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    # In a scratch folder: schemathesis keeps a cache of its findings where it runs.
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, check=False, cwd=workdir
+    )
     report = f"--- schemathesis as {caller.role} ---\n{result.stdout}\n{result.stderr}"
     assert result.returncode == 0, report
     return report
 
 
-def test_the_api_answers_fuzzed_requests_as_documented(fresh_database_url: str) -> None:
+def test_the_api_answers_fuzzed_requests_as_documented(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
     migrate.upgrade(fresh_database_url)
     callers = _world(fresh_database_url)
     settings = Settings(
@@ -146,5 +151,5 @@ def test_the_api_answers_fuzzed_requests_as_documented(fresh_database_url: str) 
         callers[0].reachable |= set(_operations(schema, secured=False))
         for caller in callers:
             if caller.reachable:
-                print(_schemathesis(base_url, caller, caller.reachable))
+                print(_schemathesis(base_url, caller, caller.reachable, tmp_path))
     print(f"fuzzing took {time.monotonic() - started:.0f} s")
