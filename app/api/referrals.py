@@ -34,6 +34,20 @@ from referral.schemas import (
 
 router = APIRouter(prefix="/api/v1/referrals", tags=["referrals"], route_class=StrictJsonRoute)
 
+# OpenAPI links from the queue to the first referral in it: how a client (or schemathesis'
+# stateful tests) goes from the list to one referral's reads and writes.
+_FIRST = {"id": "$response.body#/items/0/id"}
+QUEUE_LINKS = {
+    "ReadFirst": {"operationRef": "#/paths/~1api~1v1~1referrals~1{id}/get", "parameters": _FIRST},
+    "RecordEventOnFirst": {
+        "operationRef": "#/paths/~1api~1v1~1referrals~1{id}~1events/post",
+        "parameters": _FIRST,
+    },
+    "AcceptFirst": {
+        "operationRef": "#/paths/~1api~1v1~1referrals~1{id}~1accept/post",
+        "parameters": _FIRST,
+    },
+}
 READERS = ("advisor", "service", "midwife")
 WORKERS = ("advisor", "service", "midwife")
 
@@ -52,6 +66,7 @@ def _pregnancy(session: Session, referral: Referral) -> Pregnancy:
         "`handed_back=true` lists those that came back uncontactable or not engaged). First "
         "contact due soonest first. Each listed referral is audited."
     ),
+    responses={200: {"links": QUEUE_LINKS}},
 )
 def list_referrals(
     session: SessionDep,
