@@ -24,8 +24,13 @@ from app.api import (
     readings,
     referrals,
 )
+from app.api import metrics as metrics_api
 from app.api.errors import document_errors, register_error_handlers
-from app.api.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
+from app.api.middleware import (
+    MetricsMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+)
 from app.config import Settings, load_settings
 from app.db import make_engine, make_sessionmaker
 from app.logs import configure_logging
@@ -76,9 +81,7 @@ class ExhaleAPI(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         settings: Settings = self.state.settings
-        stack: ASGIApp = metrics.MetricsMiddleware(
-            super().build_middleware_stack(), self.state.metrics
-        )
+        stack: ASGIApp = MetricsMiddleware(super().build_middleware_stack(), self.state.metrics)
         stack = SecurityHeadersMiddleware(
             stack, production=settings.is_production, hsts_max_age_s=settings.hsts_max_age_s
         )
@@ -122,6 +125,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     register_error_handlers(application)
     web_auth.register_page_handlers(application)
     application.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for router in (*API_ROUTERS, *PAGE_ROUTERS, metrics.router):
+    for router in (*API_ROUTERS, *PAGE_ROUTERS, metrics_api.router):
         application.include_router(router)
     return application

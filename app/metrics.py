@@ -1,12 +1,9 @@
-"""Prometheus metrics at ``/metrics``: requests, the delivery outbox, and bridge lag.
+"""Prometheus metrics: requests, the delivery outbox, and bridge lag (served by app.api.metrics).
 
 Request metrics are labelled by method, route template (``/api/v1/referrals/{id}``, never the
 concrete path; ``unmatched`` when no route matched) and status class (``2xx``), so no label can
 carry patient data. The outbox and bridge gauges are read from the database at scrape time, one
 cheap indexed query each, so every web process reports the same figures.
-
-Access: with ``EXHALE_METRICS_TOKEN`` set, a scrape must send ``Authorization: Bearer <token>``;
-without it, only clients on the loopback interface (127.0.0.1, ::1) may scrape.
 
 Several worker processes: set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory, the same for
 every process and emptied before they start; the request counters are then summed over the
@@ -17,30 +14,17 @@ requests.
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import os
-import time
 from collections.abc import Callable, Iterator
 
-from fastapi import APIRouter, Request, Response
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.middleware import route_template
 from app.db import SQLITE_DEFERRED, utcnow
-from app.errors import Forbidden, NotAuthenticated
 from app.logs import get_logger
 from app.monitors.models import DeviceReading
 from referral.models import OutboxMessage, OutboxStatus
@@ -48,7 +32,6 @@ from referral.models import OutboxMessage, OutboxStatus
 log = get_logger(__name__)
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-LOOPBACK = frozenset({"127.0.0.1", "::1"})
 # Seconds; from a cached page (5 ms) to a slow export (10 s).
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -77,37 +60,6 @@ class RequestMetrics:
         labels = (method if method in METHODS else "other", route, f"{status // 100}xx")
         self.requests.labels(*labels).inc()
         self.latency.labels(*labels).observe(duration_s)
-
-
-class MetricsMiddleware:
-    """Times every HTTP request; sits outside the error handlers, so a 500 is counted too."""
-
-    def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_note_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note_status)
-        finally:
-            self.metrics.observe(
-                method=str(scope.get("method", "")),
-                route=route_template(scope),
-                status=status,
-                duration_s=time.perf_counter() - started,
-            )
 
 
 class DatabaseCollector(Collector):
@@ -214,39 +166,13 @@ def install(registry: CollectorRegistry, sessions: Callable[[], Session]) -> Req
     return metrics
 
 
-router = APIRouter(include_in_schema=False)
-
-
-def _check_access(request: Request) -> None:
-    token = request.app.state.settings.metrics_token
-    if token is None:
-        host = request.client.host if request.client else ""
-        if host not in LOOPBACK:
-            raise Forbidden(
-                "Metrics are served only to this machine (127.0.0.1) unless "
-                "EXHALE_METRICS_TOKEN is set; then send it as `Authorization: Bearer <token>`.",
-            )
-        return
-    scheme, _, sent = request.headers.get("authorization", "").partition(" ")
-    expected = token.get_secret_value().encode()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(), expected):
-        raise NotAuthenticated(
-            "Send the metrics token (EXHALE_METRICS_TOKEN) as `Authorization: Bearer <token>`.",
-            headers={"WWW-Authenticate": 'Bearer realm="exhale-metrics"'},
-        )
-
-
-def _scrape_registry(request: Request) -> CollectorRegistry:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        combined = CollectorRegistry()
-        multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
-        combined.register(DatabaseCollector(request.app.state.sessionmaker))
-        return combined
-    registry: CollectorRegistry = request.app.state.metrics_registry
-    return registry
-
-
-@router.get("/metrics")
-def metrics(request: Request) -> Response:
-    _check_access(request)
-    return Response(generate_latest(_scrape_registry(request)), media_type=CONTENT_TYPE_LATEST)
+def scrape_registry(
+    app_registry: CollectorRegistry, sessions: Callable[[], Session]
+) -> CollectorRegistry:
+    """What a scrape reports: this process's registry, or every process's in multiprocess mode."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return app_registry
+    combined = CollectorRegistry()
+    multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+    combined.register(DatabaseCollector(sessions))
+    return combined

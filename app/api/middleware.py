@@ -22,6 +22,7 @@ except ImportError:  # pragma: no cover (a FastAPI that keeps full paths on ever
     iter_route_contexts = None  # type: ignore[assignment]
 
 from app.logs import get_logger
+from app.metrics import RequestMetrics
 
 log = get_logger("exhale.access")
 REQUEST_ID_HEADER = "x-request-id"
@@ -193,3 +194,34 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class MetricsMiddleware:
+    """Times every HTTP request; sits outside the error handlers, so a 500 is counted too."""
+
+    def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            self.metrics.observe(
+                method=str(scope.get("method", "")),
+                route=route_template(scope),
+                status=status,
+                duration_s=time.perf_counter() - started,
+            )
