@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session
 
+from app import migrate
 from app.config import Settings
 from app.db import utcnow
 from app.monitors.models import DeviceReading
 from referral.models import OutboxStatus
 from tests import factories
 from tests.app.access_world import SHARED_NHS_NUMBER, build_side, headers_for
+from tests.helpers import REPO, exhale_env, free_port
 
 TOKEN = "metrics-token-for-tests-0123456789"
 SCRAPE = {"Authorization": f"Bearer {TOKEN}"}
@@ -148,3 +157,45 @@ def test_without_a_token_only_this_machine_may_scrape(open_app: FastAPI) -> None
 
 def test_metrics_are_not_part_of_the_api_description(app: FastAPI) -> None:
     assert "/metrics" not in app.openapi()["paths"]
+
+
+def test_several_web_processes_report_their_requests_together(
+    tmp_path: Path, fresh_database_url: str
+) -> None:
+    migrate.upgrade(fresh_database_url)
+    shared = tmp_path / "prometheus"
+    shared.mkdir()
+    port = free_port()
+    env = exhale_env(
+        fresh_database_url,
+        PROMETHEUS_MULTIPROC_DIR=str(shared),
+        EXHALE_METRICS_TOKEN=TOKEN,
+        EXHALE_LOG_LEVEL="WARNING",
+    )
+    command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app"]
+    command += ["--workers", "2", "--port", str(port)]
+    server = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline, sent = time.monotonic() + 60, 0
+        while len(list(shared.glob("counter_*.db"))) < 2:  # each process has answered
+            assert time.monotonic() < deadline, "two web processes never answered"
+            try:
+                sent += httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+            except httpx.TransportError:
+                time.sleep(0.2)
+        with httpx.Client(base_url=base) as web:
+            for _ in range(40):
+                assert web.get("/healthz").status_code == 200
+            sent += 40
+            scraped = web.get("/metrics", headers=SCRAPE).text
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    totals = {
+        sample.labels["route"]: sample.value
+        for family in text_string_to_metric_families(scraped)
+        for sample in family.samples
+        if sample.name == "exhale_http_requests_total"
+    }
+    assert totals["/healthz"] == sent
