@@ -10,7 +10,14 @@ import enum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -160,6 +167,10 @@ class Settings(BaseSettings):
     allow_synthetic_nhs_numbers: bool | None = None  # None: allowed in development only
     max_co_ppm: int = Field(default=500, ge=1, le=10_000)
     postnatal_days: int = Field(default=56, ge=0, le=365)
+    # /metrics: with a token, scrapes send it as a bearer token; without, only loopback may scrape.
+    metrics_token: SecretStr | None = Field(default=None, min_length=16)
+    # Strict-Transport-Security in production and over https; 0 leaves the header off.
+    hsts_max_age_s: int = Field(default=365 * 24 * 3600, ge=0, le=2 * 365 * 24 * 3600)
     referral: ReferralSettings = ReferralSettings()
     auth: AuthSettings = AuthSettings()
     worker: WorkerSettings = WorkerSettings()

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp
 
 import app.models  # noqa: F401  (every mapper configured before the first request)
-from app import __version__
+from app import __version__, metrics
 from app.api import (
     admin,
     deliveries,
@@ -24,8 +27,13 @@ from app.api import (
     readings,
     referrals,
 )
-from app.api.errors import register_error_handlers
-from app.api.middleware import RequestContextMiddleware
+from app.api import metrics as metrics_api
+from app.api.errors import document_errors, register_error_handlers
+from app.api.middleware import (
+    MetricsMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+)
 from app.config import Settings, load_settings
 from app.db import make_engine, make_sessionmaker
 from app.logs import configure_logging
@@ -72,6 +80,27 @@ Errors share one body: `{"error": "<stable code>", "detail": "<what was wrong an
 """
 
 
+class ExhaleAPI(FastAPI):
+    """FastAPI with the request context, security headers and request metrics outermost.
+
+    Starlette answers an unhandled error from its outermost layer, outside any added middleware;
+    wrapping the whole stack gives a 500 its request id, headers and count too.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        settings: Settings = self.state.settings
+        stack: ASGIApp = MetricsMiddleware(super().build_middleware_stack(), self.state.metrics)
+        stack = SecurityHeadersMiddleware(
+            stack, production=settings.is_production, hsts_max_age_s=settings.hsts_max_age_s
+        )
+        return RequestContextMiddleware(stack)
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = document_errors(super().openapi())
+        return self.openapi_schema
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     configure_logging(settings.log_level, json=settings.log_json)
@@ -84,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         engine.dispose()
 
-    application = FastAPI(
+    application = ExhaleAPI(
         title="exhale",
         version=__version__,
         description=DESCRIPTION,
@@ -95,10 +124,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     application.state.sessionmaker = make_sessionmaker(engine)
     application.state.login_limiter = RateLimiter(limit=settings.auth.login_attempts_per_minute)
     application.state.api_limiter = RateLimiter(limit=settings.auth.api_requests_per_minute)
+    application.state.metrics_registry = CollectorRegistry()
+    # Read at scrape time, not now: the tests swap in a sessionmaker on their own connection.
+    application.state.metrics = metrics.install(
+        application.state.metrics_registry,
+        lambda: application.state.sessionmaker(),  # noqa: PLW0108
+    )
     register_error_handlers(application)
     web_auth.register_page_handlers(application)
-    application.add_middleware(RequestContextMiddleware)
     application.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for router in (*API_ROUTERS, *PAGE_ROUTERS):
+    for router in (*API_ROUTERS, *PAGE_ROUTERS, metrics_api.router):
         application.include_router(router)
     return application

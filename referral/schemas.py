@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from app.fields import MAX_RECORD_ID, IsoDate
 from referral import lifecycle
 
 
@@ -87,7 +88,7 @@ Note = Annotated[StrictStr, Field(max_length=2000)] | None
 class _EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: StrictInt | None = Field(
+    version: Annotated[StrictInt, Field(ge=0, le=MAX_RECORD_ID)] | None = Field(
         default=None, description="The referral's version you are changing (or send If-Match)."
     )
     note: Note = None
@@ -128,7 +129,7 @@ class TreatmentIn(_EventIn):
 
 class QuitDateIn(_EventIn):
     kind: Literal["quit_date_set"]
-    quit_date: dt.date
+    quit_date: IsoDate
 
     def event(self) -> lifecycle.Event:
         return lifecycle.QuitDateSet(quit_date=self.quit_date)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from app.api.deps import SessionDep, SettingsDep
 from app.audit import service as audit
@@ -27,6 +28,22 @@ SESSION_COOKIE = "exhale_session"
 CSRF_HEADER = "x-csrf-token"
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="exhale"'}
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+# Declared so the OpenAPI description names the credentials each route takes; never raise, as
+# authenticate() below decides (and explains) every refusal.
+API_KEY_SCHEME = HTTPBearer(
+    scheme_name="apiKey",
+    description="An API key from `exhale apikey create`, as `Authorization: Bearer <key>`.",
+    auto_error=False,
+)
+SESSION_SCHEME = APIKeyCookie(
+    name=SESSION_COOKIE,
+    scheme_name="session",
+    description="A person's web session from /login; writes also send X-CSRF-Token.",
+    auto_error=False,
+)
+DeclaredApiKey = Annotated[HTTPAuthorizationCredentials | None, Depends(API_KEY_SCHEME)]
+DeclaredSession = Annotated[str | None, Depends(SESSION_SCHEME)]
 
 
 def session_policy(settings: Settings) -> identity.SessionPolicy:
@@ -114,7 +131,13 @@ def require(*roles: str, record: str | None = None) -> Any:
     """
     allowed = frozenset(roles)
 
-    def dependency(request: Request, session: SessionDep, settings: SettingsDep) -> Principal:
+    def dependency(
+        request: Request,
+        session: SessionDep,
+        settings: SettingsDep,
+        _api_key: DeclaredApiKey,
+        _session_cookie: DeclaredSession,
+    ) -> Principal:
         record_id = request.path_params.get("id") if record else None
         action = audit.action_for_method(request.method)
         try:

@@ -10,7 +10,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 
 from app.api.auth import require
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import RecordId, SessionDep, SettingsDep
+from app.api.errors import error_answers
 from app.db import utcnow
 from app.identity.principal import Principal
 from app.orgs import service as orgs
@@ -39,6 +40,7 @@ ServiceCode = Annotated[str, Path(description="The stop-smoking service's ODS co
         "message says what it waits for (`destination`, `secret`, `earlier_message`, "
         "`next_attempt`). Ids and states only, no patient data."
     ),
+    responses=error_answers(r404="No stop-smoking service has the code given as `service`"),
 )
 def list_deliveries(
     session: SessionDep,
@@ -66,7 +68,7 @@ def list_deliveries(
     ),
 )
 def redeliver(
-    id: int, session: SessionDep, settings: SettingsDep, principal: AdminDep
+    id: RecordId, session: SessionDep, settings: SettingsDep, principal: AdminDep
 ) -> DeliveryRead:
     now = utcnow()
     delivery_admin.redeliver(

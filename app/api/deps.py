@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
 from app.audit.service import write_pending_denials
 from app.config import Settings
+from app.fields import MAX_RECORD_ID
 from app.logs import get_logger
 
 log = get_logger(__name__)
@@ -48,3 +49,4 @@ def _commit_denials_alone(session: Session) -> None:
 # scope="function": the commit runs before the response goes out, so a failed commit is never a 2xx.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+RecordId = Annotated[int, Path(ge=1, le=MAX_RECORD_ID, description="The record's id")]

@@ -45,6 +45,7 @@ def _read(result: DeviceReading) -> DeviceReadingRead:
         "identifies a result: the same again is 200 with the stored one; the same pair with "
         "other values is 409. Unknown monitors join the unit's registry."
     ),
+    responses={200: {"model": DeviceReadingRead, "description": "A re-send: the stored result"}},
 )
 def receive_device_reading(
     body: DeviceReadingCreate,

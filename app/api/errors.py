@@ -13,10 +13,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.middleware import route_templates
 from app.errors import ExhaleError, FieldError
 from app.logs import get_logger
 
@@ -36,6 +38,27 @@ HTTP_CODES = {
     429: "rate_limited",
     503: "unavailable",
 }
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer."""
+
+    error: str
+    detail: str
+    fields: list[FieldProblem]
+
+
+def error_answers(**descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route's own error answers: ``error_answers(r409="Already there")``."""
+    return {
+        int(name.removeprefix("r")): {"model": ErrorBody, "description": description}
+        for name, description in descriptions.items()
+    }
 
 
 def error_body(code: str, detail: str, fields: list[FieldError] | None = None) -> dict[str, Any]:
@@ -94,11 +117,24 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-    return JSONResponse(error_body(code, detail), status_code=exc.status_code, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+    return JSONResponse(error_body(code, detail), status_code=exc.status_code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method of the path, not only those of the first route that matched it."""
+    path = request.scope.get("path", "")
+    methods: set[str] = set()
+    for template in route_templates(request.app).values():
+        if template.methods and template.pattern.match(path):
+            methods |= template.methods
+    return ", ".join(sorted(methods))
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -158,3 +194,62 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
+
+
+# Answers every operation may give, by what it declares; a route documents the rest itself.
+_SECURED = {
+    "401": "No credential, or one that is not valid",
+    "403": "The caller's role may not do this (or a signed-in browser sent no CSRF token)",
+    "429": "Too many requests from this API client; see Retry-After",
+}
+_WITH_BODY = {
+    "400": "The body is not well-formed JSON",
+    "413": "The body is larger than 64 KB",
+    "415": "The body is not sent as application/json",
+}
+_WITH_PATH = {"404": "No such record in the caller's organisation"}
+# Any write can meet a concurrent change of the same record (``version_conflict``).
+_WRITE = {"409": "The record changed meanwhile, or the change conflicts with its current state"}
+WRITE_METHODS = frozenset({"post", "put", "patch", "delete"})
+_INVALID = {"422": "A parameter or the body is not valid; `fields` names each problem"}
+
+
+def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """Describe the error answers in an OpenAPI document as they are: the one error body.
+
+    FastAPI documents 422 with its own validation body, which this API never sends.
+    """
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    body_schema = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(body_schema.pop("$defs", {}))
+    components["ErrorBody"] = body_schema
+    content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    for operations in schema.get("paths", {}).values():
+        for method, operation in operations.items():
+            answers: dict[str, str] = {}
+            if operation.get("security"):
+                answers |= _SECURED
+            if method in WRITE_METHODS:
+                answers |= _WRITE
+            if "requestBody" in operation:
+                answers |= _WITH_BODY | _INVALID
+            parameters = operation.get("parameters", [])
+            if any(p.get("in") == "path" for p in parameters):
+                answers |= _WITH_PATH
+            if parameters:
+                answers |= _INVALID
+            responses = operation.setdefault("responses", {})
+            for status, description in answers.items():
+                responses.setdefault(status, {"description": description})
+            for status, response in responses.items():
+                if status.startswith("4") and not _names_a_body(response):
+                    response["content"] = content
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+    return schema
+
+
+def _names_a_body(response: dict[str, Any]) -> bool:
+    """A route that describes its own error body (a FHIR OperationOutcome, say) keeps it."""
+    schemas = [media.get("schema") for media in response.get("content", {}).values()]
+    return any(schemas) and "HTTPValidationError" not in str(schemas)

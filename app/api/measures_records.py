@@ -12,7 +12,8 @@ from typing import Annotated
 from fastapi import APIRouter
 
 from app.api.auth import require
-from app.api.deps import SessionDep
+from app.api.deps import RecordId, SessionDep
+from app.api.errors import error_answers
 from app.api.measures_params import FromQuery, ToQuery, UnitQuery, today
 from app.api.strict_json import StrictJsonRoute
 from app.identity.principal import Principal
@@ -71,6 +72,7 @@ def list_staff(
     summary="Add a staff member to the training register",
     description="Roles: lead (her unit), admin (`unit` in the body). Staff numbers are unique "
     "per unit (409).",
+    responses=error_answers(r409="The staff number is already on the unit's register"),
 )
 def create_staff(
     body: StaffMemberCreate,
@@ -90,7 +92,7 @@ def create_staff(
     description="Roles: lead (her unit's staff), admin. Only the fields sent change.",
 )
 def update_staff(
-    id: int,
+    id: RecordId,
     body: StaffMemberUpdate,
     session: SessionDep,
     principal: Annotated[Principal, require(*LEADS)],
@@ -109,9 +111,10 @@ def update_staff(
     description="Roles: lead (her unit's staff), admin. `training`: co_monitoring, "
     "very_brief_advice, nrt_prescribing, tobacco_dependence, other; `expires_on` when it must "
     "be renewed (the staff measures count in-date training only).",
+    responses=error_answers(r409="This training is already recorded for that day"),
 )
 def record_training(
-    id: int,
+    id: RecordId,
     body: TrainingCreate,
     session: SessionDep,
     principal: Annotated[Principal, require(*LEADS)],

@@ -9,12 +9,20 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+try:
+    from fastapi.routing import iter_route_contexts
+except ImportError:  # pragma: no cover (a FastAPI that keeps full paths on every route)
+    iter_route_contexts = None  # type: ignore[assignment]
+
 from app.logs import get_logger
+from app.metrics import RequestMetrics
 
 log = get_logger("exhale.access")
 REQUEST_ID_HEADER = "x-request-id"
@@ -29,10 +37,54 @@ def _incoming_request_id(scope: Scope) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class RouteTemplate:
+    path: str  # the full template, with every router's prefix: /api/v1/measures/staff/{id}
+    methods: frozenset[str]
+    pattern: re.Pattern[str]
+
+
+def route_templates(app: Any) -> dict[int, RouteTemplate]:
+    """Every route of the app by ``id(route)``, through nested routers; built once per app.
+
+    FastAPI (0.165 here) keeps an included router's routes with their own short paths
+    (``/staff``) and applies the prefixes while matching, so a route's ``path`` alone is not its
+    template.
+    """
+    cached: dict[int, RouteTemplate] | None = getattr(app.state, "route_templates", None)
+    if cached is not None:
+        return cached
+    templates = {}
+    for route, path in _routes_with_paths(app.routes):
+        methods = frozenset(getattr(route, "methods", None) or ())
+        templates[id(route)] = RouteTemplate(path, methods, compile_path(path)[0])
+    app.state.route_templates = templates
+    return templates
+
+
+def _routes_with_paths(routes: list[Any]) -> list[tuple[Any, str]]:
+    if iter_route_contexts is None:  # FastAPI before nested routers: paths are complete
+        found = [(r, getattr(r, "path_format", None) or getattr(r, "path", "")) for r in routes]
+    else:
+        found = [
+            (c.original_route, c.path_format or c.path or "") for c in iter_route_contexts(routes)
+        ]
+    return [(route, path) for route, path in found if path]
+
+
 def route_template(scope: Scope) -> str:
     route: Any = scope.get("route")
+    app: Any = scope.get("app")
+    if route is not None and app is not None and hasattr(app, "state"):
+        known = route_templates(app).get(id(route))
+        if known is not None:
+            return known.path
     path = getattr(route, "path_format", None) or getattr(route, "path", None)
-    return str(path) if path else "unmatched"
+    if path:
+        return str(path)
+    # A mounted app (the static files) leaves no route, but its prefix in root_path.
+    mounted = str(scope.get("root_path", ""))[len(str(scope.get("app_root_path", ""))) :]
+    return f"{mounted}/{{path}}" if mounted else "unmatched"
 
 
 class RequestContextMiddleware:
@@ -70,3 +122,106 @@ class RequestContextMiddleware:
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )
             structlog.contextvars.clear_contextvars()
+
+
+# The pages load their scripts and styles from /static only: no inline script or style, so the
+# policy needs no 'unsafe-inline'. Charts are shown as data: images.
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
+# FastAPI's /docs and /redoc load Swagger UI and ReDoc from a CDN with an inline start-up script.
+# They carry no patient data.
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    "font-src https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
+    "https://cdn.redoc.ly; worker-src blob:; connect-src 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
+DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
+STATIC_PREFIX = "/static/"
+PERMISSIONS_POLICY = (
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
+    "microphone=(), payment=(), usb=()"
+)
+
+
+class SecurityHeadersMiddleware:
+    """Security headers on every response: API, pages, static files, errors and 404s.
+
+    A header a route set itself (the SVG chart's own policy) is kept. Everything but the static
+    files is ``Cache-Control: no-store``, as API answers and pages may carry patient data.
+    Strict-Transport-Security is sent in production and whenever the request came over https
+    (``hsts_max_age_s`` 0 turns it off).
+    """
+
+    def __init__(self, app: ASGIApp, *, production: bool, hsts_max_age_s: int) -> None:
+        self.app = app
+        self.production = production
+        self.hsts = f"max-age={hsts_max_age_s}; includeSubDomains".encode()
+        self.hsts_max_age_s = hsts_max_age_s
+
+    def _headers_for(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        path = str(scope.get("path", ""))
+        headers = [
+            (b"content-security-policy", (DOCS_CSP if path in DOCS_PATHS else PAGE_CSP).encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+            (b"permissions-policy", PERMISSIONS_POLICY.encode()),
+            (b"cross-origin-opener-policy", b"same-origin"),
+        ]
+        if not path.startswith(STATIC_PREFIX):
+            headers.append((b"cache-control", b"no-store"))
+        https = scope.get("scheme") == "https"
+        if self.hsts_max_age_s and (self.production or https):
+            headers.append((b"strict-transport-security", self.hsts))
+        return headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(n, v) for n, v in self._headers_for(scope) if n not in present]
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class MetricsMiddleware:
+    """Times every HTTP request; sits outside the error handlers, so a 500 is counted too."""
+
+    def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            self.metrics.observe(
+                method=str(scope.get("method", "")),
+                route=route_template(scope),
+                status=status,
+                duration_s=time.perf_counter() - started,
+            )

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.api.auth import require
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import RecordId, SessionDep, SettingsDep
 from app.api.strict_json import StrictJsonRoute
 from app.audit import service as audit
 from app.db import utcnow
@@ -99,7 +99,7 @@ def detail(session: Session, pregnancy: Pregnancy) -> PregnancyDetail:
     description="Roles: midwife, epr. A pregnancy at another unit is 404. Audited.",
 )
 def read_pregnancy(
-    id: int,
+    id: RecordId,
     session: SessionDep,
     principal: Annotated[Principal, require(*READERS, record=service.RECORD_TYPE)],
 ) -> PregnancyDetail:
@@ -126,7 +126,7 @@ def _for_writer(session: Session, principal: Principal, pregnancy_id: int) -> Pr
     description="Roles: midwife, epr. Only the fields sent change; each change is audited.",
 )
 def update_pregnancy(
-    id: int,
+    id: RecordId,
     body: PregnancyUpdate,
     session: SessionDep,
     principal: Annotated[Principal, require(*WRITERS, record=service.RECORD_TYPE)],
@@ -147,7 +147,7 @@ def update_pregnancy(
     description="Roles: midwife, epr. Recording it again corrects it. Ends the pregnancy.",
 )
 def record_birth(
-    id: int,
+    id: RecordId,
     body: BirthCreate,
     session: SessionDep,
     principal: Annotated[Principal, require(*WRITERS, record=service.RECORD_TYPE)],
@@ -170,7 +170,7 @@ def record_birth(
     description="Roles: midwife, epr. One status per date; sending a date again corrects it.",
 )
 def record_postnatal_status(
-    id: int,
+    id: RecordId,
     body: PostnatalStatusCreate,
     session: SessionDep,
     principal: Annotated[Principal, require(*WRITERS, record=service.RECORD_TYPE)],

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.api.auth import require
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import RecordId, SessionDep, SettingsDep
 from app.api.strict_json import StrictJsonRoute
 from app.db import utcnow
 from app.idempotency import service as idempotency
@@ -83,6 +83,7 @@ or null) and `advice` (what to say now, most urgent first).
             "description": "A request with this Idempotency-Key is still running; or the "
             "booking/36-week contact is already on another day"
         },
+        404: {"description": "`device_reading_id` names no monitor result at the caller's unit"},
         413: {"description": "Body over 64 KB"},
         415: {"description": "Not sent as application/json"},
         422: {"description": "A field is wrong: `fields` names it and the fix"},
@@ -145,7 +146,7 @@ def create_reading(
     description="Roles: midwife (her unit's), epr and bridge (what they posted). Audited.",
 )
 def read_reading(
-    id: int,
+    id: RecordId,
     session: SessionDep,
     principal: Annotated[
         Principal, require("midwife", "epr", "bridge", record=service.RECORD_TYPE)

@@ -10,10 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.api.auth import require
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import RecordId, SessionDep, SettingsDep
+from app.api.errors import error_answers
 from app.api.strict_json import StrictJsonRoute
 from app.db import utcnow
 from app.errors import FieldError, Forbidden, InvalidInput
+from app.fields import MAX_RECORD_ID
 from app.identity.principal import Principal
 from app.pregnancies.models import Pregnancy
 from app.readings.models import Reading
@@ -32,6 +34,20 @@ from referral.schemas import (
 
 router = APIRouter(prefix="/api/v1/referrals", tags=["referrals"], route_class=StrictJsonRoute)
 
+# OpenAPI links from the queue to the first referral in it: how a client (or schemathesis'
+# stateful tests) goes from the list to one referral's reads and writes.
+_FIRST = {"id": "$response.body#/items/0/id"}
+QUEUE_LINKS = {
+    "ReadFirst": {"operationRef": "#/paths/~1api~1v1~1referrals~1{id}/get", "parameters": _FIRST},
+    "RecordEventOnFirst": {
+        "operationRef": "#/paths/~1api~1v1~1referrals~1{id}~1events/post",
+        "parameters": _FIRST,
+    },
+    "AcceptFirst": {
+        "operationRef": "#/paths/~1api~1v1~1referrals~1{id}~1accept/post",
+        "parameters": _FIRST,
+    },
+}
 READERS = ("advisor", "service", "midwife")
 WORKERS = ("advisor", "service", "midwife")
 
@@ -50,6 +66,7 @@ def _pregnancy(session: Session, referral: Referral) -> Pregnancy:
         "`handed_back=true` lists those that came back uncontactable or not engaged). First "
         "contact due soonest first. Each listed referral is audited."
     ),
+    responses={200: {"links": QUEUE_LINKS}},
 )
 def list_referrals(
     session: SessionDep,
@@ -133,7 +150,7 @@ def _etag(response: Response, referral: Referral) -> None:
     ),
 )
 def read_referral(
-    id: int,
+    id: RecordId,
     response: Response,
     session: SessionDep,
     principal: Annotated[Principal, require(*READERS, record=queue.RECORD_TYPE)],
@@ -145,8 +162,8 @@ def read_referral(
 
 def _expected_version(if_match: str | None, body_version: int | None) -> int | None:
     if if_match is not None:
-        match = re.fullmatch(r'\s*(?:W/)?"?(\d+)"?\s*', if_match)
-        if not match:
+        match = re.fullmatch(r'\s*(?:W/)?"?(\d{1,10})"?\s*', if_match)
+        if not match or int(match.group(1)) > MAX_RECORD_ID:
             raise InvalidInput(
                 "Check If-Match.", fields=[FieldError("If-Match", 'send the ETag, for example "3"')]
             )
@@ -165,9 +182,10 @@ def _expected_version(if_match: str | None, body_version: int | None) -> int | N
         "referral changed meanwhile is 409. A move the referral's status does not allow is 409 "
         "naming the allowed ones."
     ),
+    responses=error_answers(r428="Neither If-Match nor `version` says which version changes"),
 )
 def record_event(
-    id: int,
+    id: RecordId,
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
@@ -207,7 +225,7 @@ def record_event(
     description="Role: service (referrals routed to it). Shown in the advisors' queue.",
 )
 def accept_referral(
-    id: int,
+    id: RecordId,
     response: Response,
     session: SessionDep,
     principal: Annotated[Principal, require("service", record=queue.RECORD_TYPE)],

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from app.fields import IsoDate, RecordRef
 from app.measures.models import StaffRole, TrainingType
 
 Suppressed = Literal["*"]
@@ -97,7 +98,7 @@ class StaffMemberCreate(BaseModel):
     staff_number: StaffNumber = Field(description="The trust's own id, e.g. the ESR number.")
     name: Name
     role: StaffRole
-    started_on: dt.date | None = None
+    started_on: IsoDate | None = None
 
 
 class StaffMemberUpdate(BaseModel):
@@ -105,16 +106,16 @@ class StaffMemberUpdate(BaseModel):
 
     name: Name | None = None
     role: StaffRole | None = None
-    started_on: dt.date | None = None
-    left_on: dt.date | None = Field(default=None, description="The day after her last in post.")
+    started_on: IsoDate | None = None
+    left_on: IsoDate | None = Field(default=None, description="The day after her last in post.")
 
 
 class TrainingCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     training: TrainingType
-    completed_on: dt.date
-    expires_on: dt.date | None = Field(default=None, description="Leave out if it never expires.")
+    completed_on: IsoDate
+    expires_on: IsoDate | None = Field(default=None, description="Leave out if it never expires.")
 
 
 class TrainingRead(BaseModel):
@@ -145,7 +146,7 @@ class StaffMemberRead(BaseModel):
 class FeedbackCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    referral_id: StrictInt | None = Field(
+    referral_id: RecordRef | None = Field(
         default=None, description="Her referral, when the feedback came from one."
     )
     unit: Annotated[StrictStr, Field(max_length=16)] | None = Field(
@@ -153,7 +154,7 @@ class FeedbackCreate(BaseModel):
     )
     rating: StrictInt = Field(ge=1, le=5, description="1 (poor) to 5 (very good).")
     comment: Annotated[StrictStr, Field(max_length=2000)] | None = None
-    received_on: dt.date
+    received_on: IsoDate
 
 
 class FeedbackRead(BaseModel):

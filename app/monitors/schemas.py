@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from app.fields import IsoDate, IsoDatetime
 
 Serial = Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 
@@ -34,9 +36,9 @@ class DeviceReadingCreate(BaseModel):
     device_serial: Serial
     sequence: StrictInt = Field(ge=1, le=999_999_999)
     co_ppm: StrictInt = Field(ge=0, description="Whole ppm, 0 to EXHALE_MAX_CO_PPM.")
-    measured_at: AwareDatetime
+    measured_at: IsoDatetime
     battery_percent: StrictInt | None = Field(default=None, ge=0, le=100)
-    calibration_due_on: dt.date | None = None
+    calibration_due_on: IsoDate | None = None
     model: Annotated[StrictStr, Field(max_length=64)] | None = None
     firmware: Annotated[StrictStr, Field(max_length=32)] | None = None
 
@@ -71,5 +73,5 @@ class MonitorUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = None
-    last_calibrated_on: dt.date | None = None
-    calibration_due_on: dt.date | None = None
+    last_calibrated_on: IsoDate | None = None
+    calibration_due_on: IsoDate | None = None

@@ -7,6 +7,7 @@ import enum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.fields import IsoDate
 from app.readings.models import SmokingStatus
 from app.readings.schemas import Phone, Postcode, ReadingRead, ShortText
 
@@ -66,10 +67,10 @@ class PregnancyUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    estimated_due_date: dt.date | None = None
+    estimated_due_date: IsoDate | None = None
     given_name: ShortText | None = None
     family_name: ShortText | None = None
-    date_of_birth: dt.date | None = None
+    date_of_birth: IsoDate | None = None
     phone: Phone | None = None
     postcode: Postcode | None = None
 
@@ -83,7 +84,7 @@ class AtDelivery(enum.StrEnum):
 class BirthCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    born_on: dt.date
+    born_on: IsoDate
     smoking_status_at_delivery: AtDelivery = Field(
         description="Her smoking status at the time of delivery (SATOD)."
     )
@@ -92,5 +93,5 @@ class BirthCreate(BaseModel):
 class PostnatalStatusCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    recorded_on: dt.date
+    recorded_on: IsoDate
     smoking_status: SmokingStatus

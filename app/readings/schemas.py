@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -17,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.fields import IsoDate, IsoDatetime, RecordRef
 from app.pregnancies.models import ContactKind
 from app.readings.models import ReadingOutcome, SmokingStatus
 
@@ -47,10 +47,10 @@ class PregnancyDetails(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    estimated_due_date: dt.date = Field(description="The estimated due date (EDD).")
+    estimated_due_date: IsoDate = Field(description="The estimated due date (EDD).")
     given_name: ShortText | None = None
     family_name: ShortText | None = None
-    date_of_birth: dt.date | None = None
+    date_of_birth: IsoDate | None = None
     phone: Phone | None = None
     postcode: Postcode | None = None
 
@@ -87,12 +87,12 @@ class ReadingCreate(BaseModel):
     nhs_number: StrictStr = Field(
         max_length=20, description="10 digits, spaces allowed; modulus 11 checked."
     )
-    measured_at: AwareDatetime | None = Field(
+    measured_at: IsoDatetime | None = Field(
         default=None,
         description="RFC 3339 with an offset; not more than 5 minutes in the future. Required "
         "unless `device_reading_id` is given (the monitor's time is used).",
     )
-    device_reading_id: StrictInt | None = Field(
+    device_reading_id: RecordRef | None = Field(
         default=None,
         description="A monitor result posted by the unit's bridge: its ppm, time and monitor "
         "are used, and it leaves the list of results not yet recorded.",
@@ -108,7 +108,7 @@ class ReadingCreate(BaseModel):
     smoking_status: SmokingStatus = Field(
         default=SmokingStatus.unknown, description="What she says, whatever the reading."
     )
-    stopped_smoking_on: dt.date | None = Field(default=None, description="For an ex-smoker.")
+    stopped_smoking_on: IsoDate | None = Field(default=None, description="For an ex-smoker.")
     very_brief_advice_given: StrictBool | None = Field(
         default=None, description="Whether very brief advice on smoking was given."
     )
