@@ -71,6 +71,15 @@ async def message_text(request: Request) -> str:
     summary="Record CO readings sent as an HL7 v2 ORU^R01",
     description=DESCRIPTION,
     response_class=Response,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                media_type: {"schema": {"type": "string", "maxLength": MAX_BYTES}}
+                for media_type in sorted(MEDIA_TYPES)
+            },
+        }
+    },
     responses={
         200: {"description": "The ACK", "content": {ACK_MEDIA_TYPE: {"example": EXAMPLE_ACK}}},
         413: {"description": "Body over 1 MB"},

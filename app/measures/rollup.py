@@ -172,6 +172,14 @@ def _batches(pairs: Iterable[Pair]) -> Iterator[tuple[set[int], Month, Month]]:
 # --- refreshing: the worker recomputes what was marked ------------------------------------------
 
 
+def _countable(label: str) -> bool:
+    try:
+        Month.parse(label)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Refreshed:
     pairs: int
@@ -191,7 +199,7 @@ def refresh(session: Session, settings: MeasuresSettings, *, today: dt.date) -> 
     for mark in marks:
         if mark.month is None:
             stale.update((mark.unit_id, label) for label in kept)
-        else:
+        elif _countable(mark.month):  # a record dated where no month can be asked for: none
             stale.add((mark.unit_id, mark.month))
     states = select(MeasureMonth.unit_id, MeasureMonth.month, MeasureMonth.fingerprint)
     stored = {(row.unit_id, row.month): row.fingerprint for row in session.execute(states)}
@@ -246,13 +254,24 @@ def mark_units(session: Session, unit_ids: Iterable[int]) -> None:
 _SPAN = dt.timedelta(days=MAX_STATUS_WINDOW_DAYS)
 
 
+def _label(day: dt.date) -> str:
+    """``YYYY-MM`` of any date (a month the measures can never be asked for is still a label)."""
+    return f"{day.year:04d}-{day.month:02d}"
+
+
 def _around(day: dt.date) -> set[str | None]:
     """The months whose booking or 36-week counts a record on this day can change."""
-    return {Month.of(day - _SPAN).label, Month.of(day).label, Month.of(day + _SPAN).label}
+    labels: set[str | None] = {_label(day)}
+    for step in (-_SPAN, _SPAN):
+        try:
+            labels.add(_label(day + step))
+        except OverflowError:  # at the ends of the calendar
+            continue
+    return labels
 
 
 def _month(day: dt.date | None) -> set[str | None]:
-    return set() if day is None else {Month.of(day).label}
+    return set() if day is None else {_label(day)}
 
 
 def _values(obj: object, key: str) -> list[Any]:

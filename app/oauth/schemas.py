@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+MAX_ASSERTION_BYTES = 16 * 1024
 
 
 class TokenForm(BaseModel):
@@ -12,7 +14,7 @@ class TokenForm(BaseModel):
 
     grant_type: Literal["client_credentials"]
     client_assertion_type: Literal["urn:ietf:params:oauth:client-assertion-type:jwt-bearer"]
-    client_assertion: str
+    client_assertion: Annotated[str, Field(min_length=1, max_length=MAX_ASSERTION_BYTES)]
     client_id: str | None = None
 
 

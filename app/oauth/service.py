@@ -24,11 +24,11 @@ from app.identity.service import digest
 from app.oauth.errors import InvalidClient, InvalidRequest, UnsupportedGrantType
 from app.oauth.keys import ALGORITHMS
 from app.oauth.models import AccessToken, ClientKey, UsedAssertion
+from app.oauth.schemas import MAX_ASSERTION_BYTES
 
 GRANT_TYPE = "client_credentials"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ACCESS_TOKEN_PREFIX = "exhat_"  # noqa: S105 (tells access tokens from API keys, which start exh_)
-MAX_ASSERTION_BYTES = 16 * 1024
 MAX_JTI_LENGTH = 255
 REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "jti"]
 

@@ -206,3 +206,13 @@ def test_a_write_committed_during_a_refresh_keeps_its_mark(
             _exact(session)
     finally:
         engine.dispose()
+
+
+def test_a_record_dated_in_a_month_no_one_can_ask_for_is_saved_and_refreshed(
+    session: Session, world: World
+) -> None:
+    world.feedback(5, "0291-05-09")
+    assert _marks(session) == {(world.unit.id, "0291-05")}
+    rollup.refresh(session, SETTINGS, today=TODAY)
+    assert _marks(session) == set()
+    _exact(session)
