@@ -54,7 +54,9 @@ def authenticate(request: Request, session: SessionDep, settings: SettingsDep) -
     try:
         token = _bearer_token(request)
         if token is not None:
-            principal = identity.principal_for_api_key(session, token)
+            principal = identity.principal_for_api_key(
+                session, token, cache_s=settings.auth.api_key_cache_s
+            )
             _rate_limit(request, principal)
             return principal
         cookie = request.cookies.get(SESSION_COOKIE)
