@@ -140,8 +140,9 @@ def _baseline_one(connection: psycopg.Connection[Any], world: common.World, nhs:
 
 def baseline(
     url: str, world: common.World, women: Women, *, seconds: float, connections: int
-) -> float:
-    """Transactions per second of the plain psycopg loop at ``connections`` connections."""
+) -> tuple[float, float, float]:
+    """Transactions per second of the plain psycopg loop at ``connections`` connections, and
+    the CPU milliseconds per transaction of the loop and of PostgreSQL."""
     done = [0] * connections
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -160,15 +161,19 @@ def baseline(
     for thread in threads:
         thread.start()
     time.sleep(min(1.0, seconds / 5))  # connections open and warm
+    meter = common.CpuMeter(url, [os.getpid()])
+    meter.start()
     first, started = sum(done), time.perf_counter()
     time.sleep(seconds)
     last, ended = sum(done), time.perf_counter()
+    own, pg = meter.stop()
     stop.set()
     for thread in threads:
         thread.join()
     if errors:
         raise errors[0]
-    return (last - first) / (ended - started)
+    count = max(last - first, 1)
+    return count / (ended - started), own * 1000 / count, pg * 1000 / count
 
 
 # --- 2. the app, closed loop --------------------------------------------------------------------
@@ -184,8 +189,8 @@ def _client(base: str, key: str, connections: int) -> httpx.AsyncClient:
 
 
 async def _closed_loop(
-    base: str, key: str, women: Women, *, seconds: float, connections: int
-) -> tuple[float, Counter[int]]:
+    base: str, key: str, women: Women, *, seconds: float, connections: int, meter: common.CpuMeter
+) -> tuple[float, Counter[int], float, float]:
     statuses: Counter[int] = Counter()
     counting = False
     done = 0
@@ -203,12 +208,15 @@ async def _closed_loop(
 
         tasks = [asyncio.create_task(worker()) for _ in range(connections)]
         await asyncio.sleep(min(1.0, seconds / 5))  # warm-up: connections, pools, caches
+        meter.start()
         counting, started = True, time.perf_counter()
         await asyncio.sleep(seconds)
         counted, ended = done, time.perf_counter()
+        own, pg = meter.stop()
         stop.set()
         await asyncio.gather(*tasks)
-    return counted / (ended - started), statuses
+    counted = max(counted, 1)
+    return counted / (ended - started), statuses, own * 1000 / counted, pg * 1000 / counted
 
 
 # --- 3. the app, open loop at a fixed rate ------------------------------------------------------
@@ -247,7 +255,7 @@ def _start_profiler(pid: int, seconds: float) -> subprocess.Popen[bytes]:
     """py-spy sampling every web process for the closed loop's duration (folded stacks)."""
     common.LOGS.mkdir(parents=True, exist_ok=True)
     spy = Path(sys.executable).with_name("py-spy")
-    command = [str(spy), "record", "--pid", str(pid), "--subprocesses", "--idle", "--format"]
+    command = [str(spy), "record", "--pid", str(pid), "--subprocesses", "--format"]
     command += ["raw", "--duration", str(int(seconds)), "--output", str(PROFILE), "--nonblocking"]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -258,12 +266,20 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         world = common.seed(url)
         print(f"machine: {common.machine(url)}")
         half = args.seconds / 2
-        before = baseline(url, world, women, seconds=half, connections=args.connections)
+        before, *cpu_before = baseline(
+            url, world, women, seconds=half, connections=args.connections
+        )
         with common.web_server(url, workers=args.workers) as (base, process):
             profiler = _start_profiler(process.popen.pid, args.seconds) if args.profile else None
-            rate, statuses = asyncio.run(
+            meter = common.CpuMeter(url, common.process_tree(process.popen.pid))
+            rate, statuses, app_cpu, app_pg_cpu = asyncio.run(
                 _closed_loop(
-                    base, world.api_key, women, seconds=args.seconds, connections=args.connections
+                    base,
+                    world.api_key,
+                    women,
+                    seconds=args.seconds,
+                    connections=args.connections,
+                    meter=meter,
                 )
             )
             if profiler is not None:
@@ -273,7 +289,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
                 _open_loop(base, world.api_key, women, rate=args.rate, seconds=args.pace_seconds)
             )
             peaks = common.peak_rss_mb(process.popen.pid)
-        after = baseline(url, world, women, seconds=half, connections=args.connections)
+        after, *cpu_after = baseline(url, world, women, seconds=half, connections=args.connections)
     raw = (before + after) / 2
     bad = {s: n for s, n in (statuses + paced).items() if s != 201}
     print(
@@ -286,6 +302,17 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     )
     ratio = rate / raw
     print(f"ratio    ingest / baseline: {ratio:.2f} (target >= {RATIO_TARGET})")
+    base_own = (cpu_before[0] + cpu_after[0]) / 2
+    base_pg = (cpu_before[1] + cpu_after[1]) / 2
+    print(
+        f"cpu      per reading: web processes {app_cpu:.2f} ms + PostgreSQL {app_pg_cpu:.2f} ms; "
+        f"per baseline transaction: psycopg loop {base_own:.2f} ms + PostgreSQL {base_pg:.2f} ms"
+    )
+    cpu_ratio = (base_own + base_pg) / (app_cpu + app_pg_cpu)
+    print(
+        f"cpu      ratio of CPU per transaction, baseline / ingest: {cpu_ratio:.2f} (what the "
+        "throughput ratio tends to when both are CPU-bound on the same cores)"
+    )
     p99 = common.percentile(latencies, 99) * 1000
     print(
         f"latency  at {args.rate:.0f} requests/s for {args.pace_seconds:.0f} s (open loop): "
@@ -299,7 +326,14 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     )
     if bad:
         print(f"WARNING  answers other than 201: {bad}")
-    return {"raw": raw, "rate": rate, "ratio": ratio, "p99_ms": p99, "rss_mb": worst}
+    return {
+        "raw": raw,
+        "rate": rate,
+        "ratio": ratio,
+        "cpu_ratio": cpu_ratio,
+        "p99_ms": p99,
+        "rss_mb": worst,
+    }
 
 
 def main() -> None:

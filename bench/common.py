@@ -292,3 +292,58 @@ def _ready(base: str) -> bool:
         return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
     except httpx.TransportError:
         return False
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: Sequence[int]) -> dict[int, float]:
+    """User + system CPU seconds each process has used so far (gone processes are left out)."""
+    used = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        used[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return used
+
+
+def process_tree(pid: int) -> list[int]:
+    return [pid, *_children(pid)]
+
+
+def backend_pids(url: str) -> list[int]:
+    """PostgreSQL server processes serving the database's connections right now."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            ).all()
+    finally:
+        engine.dispose()
+    return [pid for (pid,) in rows]
+
+
+class CpuMeter:
+    """CPU seconds used between ``start`` and ``stop`` by some processes and the PostgreSQL
+    backends of one database: a figure that depends much less on other load than rates do."""
+
+    def __init__(self, url: str, pids: Sequence[int]) -> None:
+        self._url = url
+        self._pids = list(pids)
+        self._before: dict[int, float] = {}
+        self._pg_before: dict[int, float] = {}
+
+    def start(self) -> None:
+        self._before = cpu_seconds(self._pids)
+        self._pg_before = cpu_seconds(backend_pids(self._url))
+
+    def stop(self) -> tuple[float, float]:
+        """(seconds used by the processes, seconds used by PostgreSQL backends)."""
+        after = cpu_seconds(self._pids)
+        pg_after = cpu_seconds(backend_pids(self._url))
+        own = sum(after[p] - self._before.get(p, 0.0) for p in after)
+        pg = sum(pg_after[p] - self._pg_before.get(p, 0.0) for p in pg_after)
+        return own, pg

@@ -160,9 +160,14 @@ def act_on_reading(
     principal: Principal,
     policy: Policies,
     now: dt.datetime,
+    first_reading: bool = False,
 ) -> rules.Decision:
-    """Run the rules on a new reading; open a referral, or add to the open one, as they decide."""
-    closed, open_referral = _history(session, pregnancy.id)
+    """Run the rules on a new reading; open a referral, or add to the open one, as they decide.
+
+    ``first_reading``: the pregnancy was registered by this reading, in this transaction, so it
+    has no referrals and no other reading (two queries fewer).
+    """
+    closed, open_referral = ((), None) if first_reading else _history(session, pregnancy.id)
     facts = rules.ReadingFacts(
         outcome=rules.ReadingOutcome(reading.outcome),
         smoking_status=rules.SmokingStatus(reading.smoking_status),
@@ -200,6 +205,7 @@ def act_on_reading(
             principal=principal,
             policy=policy,
             now=now,
+            latest_reading=reading if first_reading else None,
         ).id
     reading.advice = [{"code": a.code.value, "text": a.text} for a in decision.advice]
     reading.policy_version = decision.policy_version
@@ -216,6 +222,7 @@ def _open(
     principal: Principal,
     policy: Policies,
     now: dt.datetime,
+    latest_reading: Reading | None,
 ) -> Referral:
     referral = Referral(
         pregnancy_id=pregnancy.id,
@@ -246,7 +253,13 @@ def _open(
         subject_pregnancy_id=pregnancy.id,
     )
     session.flush()
-    enqueue_referral_event(session, referral=referral, event_type="referral.created", now=now)
+    enqueue_referral_event(
+        session,
+        referral=referral,
+        event_type="referral.created",
+        now=now,
+        latest_reading=latest_reading,
+    )
     return referral
 
 
