@@ -27,7 +27,9 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-ROOT = Path(__file__).resolve().parent.parent
+# BENCH_APP_ROOT: another source tree of exhale to import and serve (``bench_steps.py`` measures
+# earlier commits this way); by default the one this file is in.
+ROOT = Path(os.environ.get("BENCH_APP_ROOT") or Path(__file__).resolve().parent.parent)
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -216,13 +218,15 @@ def exhale_env(url: str, **extra: str) -> dict[str, str]:
 class ExhaleProcess:
     """``python -m app.cli <args>``, its output in ``var/bench/<name>.log``."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str], *, root: Path = ROOT
+    ) -> None:
         LOGS.mkdir(parents=True, exist_ok=True)
         self.log_path = LOGS / f"{name}.log"
         self._log: IO[bytes] = self.log_path.open("wb")
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "app.cli", *args],
-            cwd=ROOT,
+            cwd=root,  # `python -m` imports the `app` package of the working directory first
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -266,11 +270,15 @@ def peak_rss_mb(pid: int) -> dict[int, float]:
 
 
 @contextmanager
-def web_server(url: str, *, workers: int = 1, **env: str) -> Iterator[tuple[str, ExhaleProcess]]:
+def web_server(
+    url: str, *, workers: int = 1, root: Path = ROOT, **env: str
+) -> Iterator[tuple[str, ExhaleProcess]]:
     """``exhale serve --workers N`` on a free port, ready; yields its base URL and process."""
     port = free_port()
-    args = ["serve", "--port", str(port), "--workers", str(workers)]
-    process = ExhaleProcess(f"web-{port}", args, exhale_env(url, **env))
+    args = ["serve", "--port", str(port)]
+    if workers > 1:
+        args += ["--workers", str(workers)]
+    process = ExhaleProcess(f"web-{port}", args, exhale_env(url, **env), root=root)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
