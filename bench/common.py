@@ -134,11 +134,10 @@ class World:
     api_key: str
 
 
-def seed(url: str, *, role: str = "epr", destination: str | None = None) -> World:
-    """A unit, its stop-smoking service (with a webhook destination when given) and an API key.
+def seed(url: str, *, role: str = "epr") -> World:
+    """A maternity unit, its default stop-smoking service and an API key with ``role``.
 
-    Returns the destination's signing secret in ``World.api_key``'s place when asked for one:
-    see ``seed_destination``.
+    A webhook destination for the service is ``seed_destination``'s.
     """
     from app.identity.models import ClientRole
     from app.identity.service import create_api_client
