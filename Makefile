@@ -34,10 +34,18 @@ test: lint
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
 
-# Not part of `make test`: loads a national-scale year into a throwaway PostgreSQL database
-# (created and dropped on BENCH_DATABASE_URL's server, default postgres@127.0.0.1:5432).
+# Not part of `make test`: each benchmark makes a throwaway PostgreSQL database (created and
+# dropped on BENCH_DATABASE_URL's server, default postgres@127.0.0.1:5432) and prints its figures
+# and the machine. `make bench` runs them all; `make bench BENCH=ingest` one (ingest, delivery,
+# bridge, measures), with its options in BENCH_ARGS; QUICK=1 makes every run short.
+BENCHMARKS := ingest delivery bridge measures
 bench: $(STAMP)
-	$(BIN)/python bench/bench_measures.py $(BENCH_ARGS)
+	@set -e; for name in $(or $(BENCH),$(BENCHMARKS)); do \
+		echo "== bench $$name"; \
+		quick="$(if $(QUICK),--quick,)"; \
+		if [ $$name = measures ]; then quick="$(if $(QUICK),--pregnancies 20000 --repeat 1,)"; fi; \
+		$(BIN)/python bench/bench_$$name.py $$quick $(BENCH_ARGS); \
+	done
 
 clean:
 	rm -rf $(VENV) var/*.db var/*.db-* .mypy_cache .ruff_cache

@@ -124,6 +124,15 @@ def bootstrap() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface (default EXHALE_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default EXHALE_PORT).")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Web processes sharing the port (default 1). Requests are mostly CPU-bound "
+            "Python, so more processes use more cores: one per core is a good start.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the web app and API (without the worker)."""
     import uvicorn
@@ -131,14 +140,18 @@ def serve(
     from app.main import create_app
 
     settings = _settings()
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.host,
-        port=port or settings.port,
-        access_log=False,
-        log_config=None,
-        server_header=False,
-    )
+    options: dict[str, Any] = {
+        "host": host or settings.host,
+        "port": port or settings.port,
+        "access_log": False,
+        "log_config": None,
+        "server_header": False,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+    else:
+        # Each worker process builds its own app (and connection pool) from the environment.
+        uvicorn.run("app.main:create_app", factory=True, workers=workers, **options)
 
 
 @cli.command()

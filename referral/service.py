@@ -9,11 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from app.audit import service as audit
 from app.config import Settings
@@ -28,6 +29,18 @@ from referral.lifecycle import CLOSED_STATUSES, ReferralStatus
 from referral.models import Referral, ReferralEvent, ServiceArea
 
 RULESET = "r1"
+
+# Building the bank-holiday calendar costs milliseconds (it computes each year's holidays), which
+# dominated recording a reading that refers; one per process, filled lazily as years are asked
+# for, under a lock because the calendar fills itself in on lookup and requests run in threads.
+_CALENDAR = sla.england_bank_holidays()
+_CALENDAR_LOCK = threading.Lock()
+
+
+def first_contact_due(opened_at: dt.datetime, *, working_days: int) -> dt.datetime:
+    """``sla.first_contact_due`` with England's bank holidays, on this process's calendar."""
+    with _CALENDAR_LOCK:
+        return sla.first_contact_due(opened_at, working_days=working_days, calendar=_CALENDAR)
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,19 @@ def _history(session: Session, pregnancy_id: int) -> tuple[tuple[str, ...], Refe
     return closed, open_
 
 
+_HELD = "exhale.referral.held"
+
+
+def _hold(session: Session, *objects: object) -> None:
+    """Keep objects this request will read again in the session's identity map.
+
+    The identity map holds objects weakly: a referral or unit no local variable refers to any
+    more is dropped, and the next ``session.get`` for it is another round trip (the answer's
+    referral summary, the outbox message's unit code). The session lives for one request.
+    """
+    session.info.setdefault(_HELD, []).extend(objects)
+
+
 def postcode_district(postcode: str | None) -> str | None:
     if not postcode or " " not in postcode.strip():
         return None
@@ -89,8 +115,12 @@ def route(session: Session, pregnancy: Pregnancy) -> Organisation:
             service = session.get(Organisation, area.service_id)
             assert service is not None
             return service
-    unit = session.get(Organisation, pregnancy.unit_id)
+    # The unit and its default service in one round trip.
+    unit = session.get(
+        Organisation, pregnancy.unit_id, options=[joinedload(Organisation.default_service)]
+    )
     assert unit is not None
+    _hold(session, unit)
     if unit.default_service is None:
         raise Conflict(
             f"Unit {unit.code} has no stop-smoking service to refer to. An administrator sets "
@@ -130,9 +160,14 @@ def act_on_reading(
     principal: Principal,
     policy: Policies,
     now: dt.datetime,
+    first_reading: bool = False,
 ) -> rules.Decision:
-    """Run the rules on a new reading; open a referral, or add to the open one, as they decide."""
-    closed, open_referral = _history(session, pregnancy.id)
+    """Run the rules on a new reading; open a referral, or add to the open one, as they decide.
+
+    ``first_reading``: the pregnancy was registered by this reading, in this transaction, so it
+    has no referrals and no other reading (two queries fewer).
+    """
+    closed, open_referral = ((), None) if first_reading else _history(session, pregnancy.id)
     facts = rules.ReadingFacts(
         outcome=rules.ReadingOutcome(reading.outcome),
         smoking_status=rules.SmokingStatus(reading.smoking_status),
@@ -144,6 +179,8 @@ def act_on_reading(
     )
     decision = rules.evaluate(facts, policy.rules)
     reasons = [reason.value for reason in decision.reasons]
+    if open_referral is not None:
+        _hold(session, open_referral)
     if decision.refer and open_referral is not None:
         open_referral.reasons = list(dict.fromkeys([*open_referral.reasons, *reasons]))
         _add_event(
@@ -168,6 +205,7 @@ def act_on_reading(
             principal=principal,
             policy=policy,
             now=now,
+            latest_reading=reading if first_reading else None,
         ).id
     reading.advice = [{"code": a.code.value, "text": a.text} for a in decision.advice]
     reading.policy_version = decision.policy_version
@@ -184,6 +222,7 @@ def _open(
     principal: Principal,
     policy: Policies,
     now: dt.datetime,
+    latest_reading: Reading | None,
 ) -> Referral:
     referral = Referral(
         pregnancy_id=pregnancy.id,
@@ -192,12 +231,11 @@ def _open(
         reasons=reasons,
         policy_version=policy.rules.version,
         opened_at=now,
-        first_contact_due_at=sla.first_contact_due(
-            now, working_days=policy.first_contact_working_days
-        ),
+        first_contact_due_at=first_contact_due(now, working_days=policy.first_contact_working_days),
     )
     session.add(referral)
     session.flush()
+    _hold(session, referral)
     _add_event(
         session,
         referral=referral,
@@ -215,7 +253,13 @@ def _open(
         subject_pregnancy_id=pregnancy.id,
     )
     session.flush()
-    enqueue_referral_event(session, referral=referral, event_type="referral.created", now=now)
+    enqueue_referral_event(
+        session,
+        referral=referral,
+        event_type="referral.created",
+        now=now,
+        latest_reading=latest_reading,
+    )
     return referral
 
 

@@ -75,7 +75,9 @@ def authenticate(request: Request, session: SessionDep, settings: SettingsDep) -
             if oauth.is_access_token(token):
                 principal = oauth.principal_for_access_token(session, token=token, now=utcnow())
             else:
-                principal = identity.principal_for_api_key(session, token)
+                principal = identity.principal_for_api_key(
+                    session, token, cache_s=settings.auth.api_key_cache_s
+                )
             _rate_limit(request, principal)
             return principal
         cookie = request.cookies.get(SESSION_COOKIE)

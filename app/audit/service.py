@@ -11,13 +11,14 @@ import enum
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from app.audit.models import AuditEvent
 from app.identity.principal import ActorType, Principal
 
 _PENDING_DENIALS = "exhale.audit.pending_denials"
+_INSERT = insert(AuditEvent)
 
 
 class Action(enum.StrEnum):
@@ -30,7 +31,7 @@ class Action(enum.StrEnum):
     audit_query = "audit_query"
 
 
-def _event(
+def _values(
     actor: Principal | None,
     *,
     action: str,
@@ -39,22 +40,22 @@ def _event(
     record_id: str | int | None,
     subject_pregnancy_id: int | None,
     detail: dict[str, Any] | None,
-) -> AuditEvent:
+) -> dict[str, Any]:
     request_id = structlog.contextvars.get_contextvars().get("request_id")
-    return AuditEvent(
-        actor_type=(actor.actor_type if actor else ActorType.anonymous).value,
-        actor_id=actor.id if actor else None,
-        actor_name=(actor.name if actor else "anonymous")[:150],
-        role=actor.role if actor else None,
-        organisation_id=actor.organisation_id if actor else None,
-        action=action,
-        record_type=record_type,
-        record_id=None if record_id is None else str(record_id)[:64],
-        subject_pregnancy_id=subject_pregnancy_id,
-        request_id=request_id,
-        outcome=outcome,
-        detail=detail,
-    )
+    return {
+        "actor_type": (actor.actor_type if actor else ActorType.anonymous).value,
+        "actor_id": actor.id if actor else None,
+        "actor_name": (actor.name if actor else "anonymous")[:150],
+        "role": actor.role if actor else None,
+        "organisation_id": actor.organisation_id if actor else None,
+        "action": action,
+        "record_type": record_type,
+        "record_id": None if record_id is None else str(record_id)[:64],
+        "subject_pregnancy_id": subject_pregnancy_id,
+        "request_id": request_id,
+        "outcome": outcome,
+        "detail": detail,
+    }
 
 
 def record(
@@ -67,18 +68,21 @@ def record(
     subject_pregnancy_id: int | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """Record an allowed action in the current transaction."""
-    session.add(
-        _event(
-            actor,
-            action=action,
-            outcome="allowed",
-            record_type=record_type,
-            record_id=record_id,
-            subject_pregnancy_id=subject_pregnancy_id,
-            detail=detail,
-        )
+    """Record an allowed action in the current transaction.
+
+    Written at once with a Core INSERT on the session's connection: nothing reads the row back,
+    so the ORM's unit of work (a third of the CPU of a flush that carries it) is not needed.
+    """
+    values = _values(
+        actor,
+        action=action,
+        outcome="allowed",
+        record_type=record_type,
+        record_id=record_id,
+        subject_pregnancy_id=subject_pregnancy_id,
+        detail=detail,
     )
+    session.connection().execute(_INSERT, values)
 
 
 def record_denied(
@@ -92,7 +96,7 @@ def record_denied(
     subject_pregnancy_id: int | None = None,
 ) -> None:
     """Hold a denied attempt; it is written even when the request's transaction rolls back."""
-    event = _event(
+    values = _values(
         actor,
         action=action,
         outcome="denied",
@@ -101,7 +105,7 @@ def record_denied(
         subject_pregnancy_id=subject_pregnancy_id,
         detail={"reason": reason},
     )
-    session.info.setdefault(_PENDING_DENIALS, []).append(event)
+    session.info.setdefault(_PENDING_DENIALS, []).append(AuditEvent(**values))
 
 
 def write_pending_denials(session: Session) -> None:

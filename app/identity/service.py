@@ -7,6 +7,8 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
@@ -282,6 +284,7 @@ def revoke_api_client(session: Session, *, name: str, now: dt.datetime) -> ApiCl
     if client.revoked_at is None:
         client.revoked_at = now
     session.flush()
+    API_KEY_CACHE.clear()  # other processes' caches let the key in for at most their lifetime
     return client
 
 
@@ -289,10 +292,61 @@ class InvalidApiKeyError(NotAuthenticated):
     code = "invalid_credentials"
 
 
-def principal_for_api_key(session: Session, secret: str) -> Principal:
-    client = session.scalars(
-        select(ApiClient).where(ApiClient.secret_digest == digest(secret))
+class _ApiKeyCache:
+    """Recently authenticated API keys in this process: digest -> (principal, good until).
+
+    Every request of a busy EPR feed would otherwise read its client and organisation again. A
+    revocation reaches this process's cache at once (``revoke_api_client`` clears it) and every
+    other process's within the entry lifetime, ``EXHALE_AUTH__API_KEY_CACHE_S`` (5 s by default;
+    0 turns the cache off). Keys that fail are never cached.
+    """
+
+    MAX_ENTRIES = 1024
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key_digest: str) -> Principal | None:
+        with self._lock:
+            entry = self._entries.get(key_digest)
+        if entry is None or entry[1] <= time.monotonic():
+            return None
+        return entry[0]
+
+    def put(self, key_digest: str, principal: Principal, lifetime_s: float) -> None:
+        with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[key_digest] = (principal, time.monotonic() + lifetime_s)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+API_KEY_CACHE = _ApiKeyCache()
+
+
+def principal_for_api_key(session: Session, secret: str, *, cache_s: float = 0.0) -> Principal:
+    """The API client's principal, or :class:`InvalidApiKeyError`; ``cache_s`` > 0 lets a key
+    that authenticated in the last ``cache_s`` seconds skip the database (see ``_ApiKeyCache``)."""
+    key_digest = digest(secret)
+    if cache_s > 0 and (cached := API_KEY_CACHE.get(key_digest)) is not None:
+        return cached
+    principal = _principal_for_api_key(session, secret)
+    if cache_s > 0:
+        API_KEY_CACHE.put(key_digest, principal, cache_s)
+    return principal
+
+
+def _principal_for_api_key(session: Session, secret: str) -> Principal:
+    row = session.execute(
+        select(ApiClient, Organisation.kind)
+        .join(Organisation, Organisation.id == ApiClient.organisation_id)
+        .where(ApiClient.secret_digest == digest(secret))
     ).first()
+    client = row[0] if row is not None else None
     if client is None or not hmac.compare_digest(client.secret_digest, digest(secret)):
         raise InvalidApiKeyError(
             "The API key is not recognised. Check it was copied whole, or ask your "
@@ -308,5 +362,5 @@ def principal_for_api_key(session: Session, secret: str) -> Principal:
         name=client.name,
         role=client.role,
         organisation_id=client.organisation_id,
-        organisation_kind=client.organisation.kind,
+        organisation_kind=row[1] if row is not None else None,
     )

@@ -219,7 +219,8 @@ def create(
     nhs_number: str,
     details: dict[str, object],
 ) -> Pregnancy:
-    pregnancy = Pregnancy(unit_id=unit_id, nhs_number=nhs_number)
+    # A new pregnancy has no contacts: saying so saves loading the empty list from the database.
+    pregnancy = Pregnancy(unit_id=unit_id, nhs_number=nhs_number, contacts=[])
     for name in DETAIL_FIELDS:
         if details.get(name) is not None:
             setattr(pregnancy, name, details[name])

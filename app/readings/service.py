@@ -86,7 +86,8 @@ def _pregnancy_for(
     nhs_number: str,
     on: dt.date,
     settings: Settings,
-) -> Pregnancy:
+) -> tuple[Pregnancy, bool]:
+    """The pregnancy the reading belongs to, and whether this reading registered it."""
     assert principal.organisation_id is not None
     details = body.pregnancy.model_dump(exclude_unset=True) if body.pregnancy else None
     pregnancy = pregnancies.find_current(
@@ -103,17 +104,18 @@ def _pregnancy_for(
                 "required: your unit has no current pregnancy for this NHS number, so send "
                 "pregnancy.estimated_due_date (and her contact details) to register it",
             )
-        return pregnancies.create(
+        created = pregnancies.create(
             session,
             principal=principal,
             unit_id=principal.organisation_id,
             nhs_number=nhs_number,
             details=details,
         )
+        return created, True
     pregnancies.get_for_reader_or_raise(session, principal=principal, pregnancy_id=pregnancy.id)
     if details:
         pregnancies.update(session, principal=principal, pregnancy=pregnancy, changes=details)
-    return pregnancy
+    return pregnancy, False
 
 
 def _contact_for(
@@ -188,7 +190,7 @@ def record(
             return Recorded(existing, created=False)
     assert body.measured_at is not None
     on = local_date(body.measured_at)
-    pregnancy = _pregnancy_for(
+    pregnancy, registered = _pregnancy_for(
         session, principal=principal, body=body, nhs_number=nhs_number, on=on, settings=settings
     )
     contact = _contact_for(pregnancy, body, on, session)
@@ -206,15 +208,13 @@ def record(
         api_client_id=principal.id if principal.is_client else None,
         recorded_by_user_id=principal.id if principal.is_user else None,
     )
-    try:
-        with session.begin_nested():
-            session.add(reading)
-    except IntegrityError:
-        # A concurrent re-send won the race: the unique constraint is the arbiter.
-        replay = _existing_by_source(session, principal, body.source_id or "")
-        if replay is None:
-            raise
-        return Recorded(replay, created=False)
+    if body.source_id is None:  # only a source id can collide with a concurrent insert
+        session.add(reading)
+        session.flush()
+    else:
+        replay = _insert_or_replay(session, principal, reading, body.source_id)
+        if replay is not None:
+            return Recorded(replay, created=False)
     if monitor_result is not None:
         monitor_result.reading_id = reading.id
     referrals.act_on_reading(
@@ -224,6 +224,7 @@ def record(
         principal=principal,
         policy=referrals.policies_from(settings),
         now=now,
+        first_reading=registered,
     )
     audit.record(
         session,
@@ -234,6 +235,22 @@ def record(
         subject_pregnancy_id=pregnancy.id,
     )
     return Recorded(reading, created=True)
+
+
+def _insert_or_replay(
+    session: Session, principal: Principal, reading: Reading, source_id: str
+) -> Reading | None:
+    """Insert the reading; None, or the stored one when a concurrent re-send got in first."""
+    try:
+        with session.begin_nested():
+            session.add(reading)
+    except IntegrityError:
+        # A concurrent re-send won the race: the unique constraint is the arbiter.
+        replay = _existing_by_source(session, principal, source_id)
+        if replay is None:
+            raise
+        return replay
+    return None
 
 
 def get_for_reader_or_raise(session: Session, *, principal: Principal, reading_id: int) -> Reading:

@@ -62,7 +62,12 @@ def _latest_reading(session: Session, pregnancy_id: int) -> Reading | None:
 
 
 def enqueue_referral_event(
-    session: Session, *, referral: Referral, event_type: str, now: dt.datetime
+    session: Session,
+    *,
+    referral: Referral,
+    event_type: str,
+    now: dt.datetime,
+    latest_reading: Reading | None = None,
 ) -> OutboxMessage:
     """Write the outbox message telling the referral's service about ``event_type``.
 
@@ -72,6 +77,7 @@ def enqueue_referral_event(
     CO reading), and stored: every attempt sends exactly this. A ``thin`` destination receives
     only the ids, status and API path taken from it; the mode is the destination's at send time.
     Without a destination the message waits (pending) until one is set; it never fails for that.
+    ``latest_reading``, when the caller knows it is her latest, saves looking it up.
     """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"event_type must be one of {', '.join(EVENT_TYPES)}, not {event_type!r}")
@@ -85,7 +91,7 @@ def enqueue_referral_event(
         service_code=service.code,
         unit_code=unit.code,
         pregnancy=pregnancy,
-        reading=_latest_reading(session, pregnancy.id),
+        reading=latest_reading or _latest_reading(session, pregnancy.id),
     )
     message = OutboxMessage(
         service_id=service.id,
