@@ -60,7 +60,7 @@ class AuthSettings(BaseModel):
     api_requests_per_minute: int = Field(default=600, ge=1, le=1_000_000)
     # A web process trusts an API key it checked this recently without reading the database
     # again: a revoked key still works for up to this long on other processes. 0: always check.
-    api_key_cache_s: float = Field(default=5.0, ge=0, le=60)
+    api_key_cache_s: float = Field(default=0.0, ge=0, le=60)  # 0: revocation counts at once
     min_password_length: int = Field(default=12, ge=8, le=128)
     cookie_secure: bool | None = None  # None: Secure in production and whenever served over https
 

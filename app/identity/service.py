@@ -297,8 +297,8 @@ class _ApiKeyCache:
 
     Every request of a busy EPR feed would otherwise read its client and organisation again. A
     revocation reaches this process's cache at once (``revoke_api_client`` clears it) and every
-    other process's within the entry lifetime, ``EXHALE_AUTH__API_KEY_CACHE_S`` (5 s by default;
-    0 turns the cache off). Keys that fail are never cached.
+    other process's within the entry lifetime, ``EXHALE_AUTH__API_KEY_CACHE_S`` (off by default:
+    a revoked key is then refused at once everywhere). Keys that fail are never cached.
     """
 
     MAX_ENTRIES = 1024
