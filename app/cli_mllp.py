@@ -33,7 +33,7 @@ def _receive_one(
     now = utcnow()
     try:
         with sessions() as session:
-            principal = service.principal_for_client(session, client)
+            principal = service.principal_for_listener(session, client)
             received = service.receive(
                 session, principal=principal, text=text, settings=settings, now=now
             )
@@ -67,7 +67,7 @@ def mllp(
 ) -> None:
     """Receive HL7 v2 ORU^R01 messages over MLLP and answer each with an ACK (AA, AE or AR)."""
     with unit_of_work() as (settings, session):
-        service.principal_for_client(session, client)  # refuse to start for a bad client
+        service.principal_for_listener(session, client)  # refuse to start for a bad client
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     try:

@@ -21,8 +21,9 @@ from app.hl7v2 import mapping
 from app.hl7v2.ack import build_ack
 from app.hl7v2.errors import AckCode, ErrorCode, Location, MessageNotAccepted, Problem, rejected
 from app.hl7v2.parse import Header, OruMessage, parse_oru, read_header
+from app.identity import service as identity
 from app.identity.models import ApiClient
-from app.identity.principal import ActorType, Principal
+from app.identity.principal import Principal
 from app.logs import get_logger
 from app.readings import service as readings
 
@@ -133,7 +134,7 @@ def internal_error(text: str, *, now: dt.datetime) -> str:
     return build_ack(read_header(text), AckCode.error, [problem], now=now)
 
 
-def principal_for_client(session: Session, name: str) -> Principal:
+def principal_for_listener(session: Session, name: str) -> Principal:
     """The registered API client an MLLP listener speaks for: its organisation and role apply."""
     client = session.scalars(select(ApiClient).where(ApiClient.name == name)).first()
     if client is None or client.revoked_at is not None:
@@ -148,11 +149,4 @@ def principal_for_client(session: Session, name: str) -> Principal:
             "epr client.",
             code="wrong_role",
         )
-    return Principal(
-        actor_type=ActorType.api_client,
-        id=client.id,
-        name=client.name,
-        role=client.role,
-        organisation_id=client.organisation_id,
-        organisation_kind=client.organisation.kind,
-    )
+    return identity.principal_for_client(client)

@@ -288,6 +288,19 @@ def revoke_api_client(session: Session, *, name: str, now: dt.datetime) -> ApiCl
     return client
 
 
+def principal_for_client(client: ApiClient) -> Principal:
+    """An API client acting (by a signed-JWT token, or for an MLLP listener): its organisation
+    and role apply."""
+    return Principal(
+        actor_type=ActorType.api_client,
+        id=client.id,
+        name=client.name,
+        role=client.role,
+        organisation_id=client.organisation_id,
+        organisation_kind=client.organisation.kind,
+    )
+
+
 class InvalidApiKeyError(NotAuthenticated):
     code = "invalid_credentials"
 

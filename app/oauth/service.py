@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session, joinedload
 
 from app.errors import NotAuthenticated
 from app.identity.models import ApiClient
-from app.identity.principal import ActorType, Principal
-from app.identity.service import digest
+from app.identity.principal import Principal
+from app.identity.service import digest, principal_for_client
 from app.oauth.errors import InvalidClient, InvalidRequest, UnsupportedGrantType
 from app.oauth.keys import ALGORITHMS
 from app.oauth.models import AccessToken, ClientKey, UsedAssertion
@@ -55,17 +55,6 @@ class IssuedToken:
     expires_in_s: int
     principal: Principal
     kid: str
-
-
-def principal_for_client(client: ApiClient) -> Principal:
-    return Principal(
-        actor_type=ActorType.api_client,
-        id=client.id,
-        name=client.name,
-        role=client.role,
-        organisation_id=client.organisation_id,
-        organisation_kind=client.organisation.kind,
-    )
 
 
 def issue_token(
