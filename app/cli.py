@@ -137,7 +137,7 @@ def serve(
     """Serve the web app and API (without the worker)."""
     import uvicorn
 
-    from app.main import create_app
+    from app.main import create_app, settle_heap
 
     settings = _settings()
     options: dict[str, Any] = {
@@ -148,10 +148,12 @@ def serve(
         "server_header": False,
     }
     if workers == 1:
-        uvicorn.run(create_app(settings), **options)
+        application = create_app(settings)
+        settle_heap()
+        uvicorn.run(application, **options)
     else:
         # Each worker process builds its own app (and connection pool) from the environment.
-        uvicorn.run("app.main:create_app", factory=True, workers=workers, **options)
+        uvicorn.run("app.main:serving_app", factory=True, workers=workers, **options)
 
 
 @cli.command()

@@ -107,6 +107,9 @@ def measures_export(
     ] = None,
 ) -> None:
     """The national export on standard output: CSV, small numbers suppressed (docs/measures.md)."""
+    from app.main import settle_heap
+
+    settle_heap()
     with unit_of_work() as (settings, session):
         try:
             start, end = service.month_range(first, last, today=_today())

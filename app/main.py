@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -135,4 +136,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     application.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for router in (*API_ROUTERS, *PAGE_ROUTERS, metrics_api.router):
         application.include_router(router)
+    return application
+
+
+def settle_heap() -> None:
+    """For a long-running process, once its app is built: the objects alive now (modules, routes,
+    compiled schemas) live as long as the process, so the garbage collector stops walking them on
+    every full collection (``gc.freeze``), which otherwise costs tens of milliseconds in the middle
+    of large answers such as the national export."""
+    gc.collect()
+    gc.freeze()
+
+
+def serving_app() -> FastAPI:
+    """The app for each of several web processes (``exhale serve --workers N``)."""
+    application = create_app()
+    settle_heap()
     return application

@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from app import migrate  # noqa: E402
 from app.config import MeasuresSettings, normalise_database_url  # noqa: E402
 from app.db import make_engine, make_sessionmaker  # noqa: E402
+from app.main import settle_heap  # noqa: E402
 from app.measures import bulk, demo, export, queries, rollup, service  # noqa: E402
 from app.measures.models import MeasureMark  # noqa: E402
 from app.measures.months import Month  # noqa: E402
@@ -183,6 +184,7 @@ def _export(session: Session) -> tuple[float, int]:
 
 def measure(url: str, repeat: int) -> None:
     """Run in a fresh process, so that its peak memory is the measuring's alone."""
+    settle_heap()  # as `exhale serve` and `exhale measures export` do once they have started
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
     scans, heaps, exports, lines = [], [], [], 0

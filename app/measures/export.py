@@ -41,7 +41,7 @@ Hidden = Literal["*"]
 Note = Literal["", "no data", "suppressed"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Shown:
     """A count as published: numbers, or ``*`` where suppressed."""
 
@@ -52,31 +52,26 @@ class Shown:
     note: Note
 
 
-def _small(value: int, below: int) -> bool:
-    return 0 < value < below
-
-
 def shown(count: Count, *, suppress_below: int) -> Shown:
     """Apply small-number suppression to one count (see the module's rule)."""
     below = suppress_below
-    hide_denominator = _small(count.denominator, below)
+    numerator, denominator, unknown = count.numerator, count.denominator, count.unknown
+    hide_denominator = 0 < denominator < below
     hide_numerator = (
-        hide_denominator
-        or _small(count.numerator, below)
-        or _small(count.denominator - count.numerator, below)
+        hide_denominator or 0 < numerator < below or 0 < denominator - numerator < below
     )
-    hide_unknown = count.unknown is not None and _small(count.unknown, below)
+    hide_unknown = unknown is not None and 0 < unknown < below
     note: Note = ""
     if hide_numerator or hide_unknown:
         note = "suppressed"
-    elif count.denominator == 0:
+    elif denominator == 0:
         note = "no data"
     return Shown(
-        numerator=HIDDEN if hide_numerator else count.numerator,
-        denominator=HIDDEN if hide_denominator else count.denominator,
-        proportion=HIDDEN if hide_numerator else count.proportion,
-        unknown=HIDDEN if hide_unknown else count.unknown,
-        note=note,
+        HIDDEN if hide_numerator else numerator,
+        HIDDEN if hide_denominator else denominator,
+        HIDDEN if hide_numerator else count.proportion,
+        HIDDEN if hide_unknown else unknown,
+        note,
     )
 
 
@@ -100,15 +95,16 @@ def csv_rows(values: Iterable[MeasureValue], *, suppress_below: int) -> Iterator
     yield list(COLUMNS)
     names: dict[str, str] = {}
     for value in values:
+        unit, month, measure = value.unit, value.month, value.measure
         out = shown(value.count, suppress_below=suppress_below)
-        name = names.get(value.unit.code)
+        name = names.get(unit.code)
         if name is None:
-            name = names[value.unit.code] = _text(value.unit.name)
+            name = names[unit.code] = _text(unit.name)
         yield [
-            value.unit.code,
+            unit.code,
             name,
-            value.month.label,
-            value.measure.code,
+            month.label,
+            measure.code,
             _cell(out.numerator),
             _cell(out.denominator),
             _cell(out.proportion),

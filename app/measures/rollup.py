@@ -21,9 +21,9 @@ import datetime as dt
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, event, insert, inspect, or_, select, text, true
 from sqlalchemy.orm import Session, UOWTransaction
@@ -77,20 +77,81 @@ def counts(
     scope: Scope,
     settings: MeasuresSettings,
     codes: Collection[str] | None = None,
-) -> dict[Key, Count]:
+) -> Counted:
     """The measures for the scope, as ``queries.compute`` would count them now."""
     unit_ids = _unit_ids(session, scope.unit_ids)
     labels = [m.label for m in months_between(scope.first, scope.last)]
     stored = _fresh(session, labels, fingerprint(settings), scoped=scope.unit_ids)
-    wanted = None if codes is None else set(codes)
-    found: dict[Key, Count] = {}
-    for (unit_id, month), by_code in stored.items():
-        for code, (numerator, denominator, unknown) in by_code.items():
-            if wanted is None or code in wanted:
-                found[(unit_id, month, code)] = Count(numerator, denominator, unknown)
     stale = {(u, m) for u in unit_ids for m in labels} - stored.keys()
-    found.update(_live(session, stale, settings, codes, all_units=set(unit_ids)))
-    return found
+    live = _live(session, stale, settings, codes, all_units=set(unit_ids))
+    return Counted(stored, live, None if codes is None else frozenset(codes))
+
+
+class Counted(Mapping[Key, Count]):
+    """(unit id, month, code) -> Count: the stored counts as they are, the live ones beside them.
+
+    A national year is tens of thousands of counts; each becomes a ``Count`` only when asked for.
+    """
+
+    def __init__(
+        self,
+        stored: dict[Pair, dict[str, list[Any]]],
+        live: dict[Key, Count],
+        codes: frozenset[str] | None,
+    ) -> None:
+        self._stored, self._live, self._codes = stored, live, codes
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        by_code = self._stored.get((key[0], key[1]))
+        if by_code is None:
+            return self._live.get(key, default)
+        found = by_code.get(key[2]) if self._codes is None or key[2] in self._codes else None
+        return default if found is None else Count(*found)
+
+    def month(self, unit_id: int, month: str) -> _MonthCounts:
+        """One unit's counts for one month, by code."""
+        by_code = self._stored.get((unit_id, month))
+        if by_code is not None and self._codes is None:
+            return _StoredMonth(by_code)
+        return _KeyedMonth(self, unit_id, month)
+
+    def __getitem__(self, key: Key) -> Count:
+        found: Count | None = self.get(key)
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def __iter__(self) -> Iterator[Key]:
+        for (unit_id, month), by_code in self._stored.items():
+            for code in by_code:
+                if self._codes is None or code in self._codes:
+                    yield unit_id, month, code
+        yield from self._live
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class _MonthCounts(Protocol):
+    def get(self, code: str) -> Count | None: ...
+
+
+class _StoredMonth:
+    def __init__(self, by_code: dict[str, list[Any]]) -> None:
+        self._by_code = by_code
+
+    def get(self, code: str) -> Count | None:
+        found = self._by_code.get(code)
+        return None if found is None else Count(*found)
+
+
+class _KeyedMonth:
+    def __init__(self, counted: Counted, unit_id: int, month: str) -> None:
+        self._counted, self._unit_id, self._month = counted, unit_id, month
+
+    def get(self, code: str) -> Count | None:
+        found: Count | None = self._counted.get((self._unit_id, self._month, code))
+        return found
 
 
 def _unit_ids(session: Session, chosen: Collection[int] | None) -> list[int]:

@@ -33,7 +33,7 @@ class Unit:
     name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MeasureValue:
     """One measure for one unit and month; ``count.denominator == 0`` is "no data"."""
 
@@ -194,8 +194,9 @@ def iter_values(
     no_data = {measure.code: _no_data(measure) for measure in measures}
     for unit in sorted(units, key=lambda u: u.code):
         for month in months:
+            counted = found.month(unit.id, month.label)
             for measure in measures:
-                count = found.get((unit.id, month.label, measure.code)) or no_data[measure.code]
+                count = counted.get(measure.code) or no_data[measure.code]
                 yield MeasureValue(unit, month, measure, count)
 
 

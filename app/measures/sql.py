@@ -96,7 +96,7 @@ def total(column: Any) -> Any:
 # --- results -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Count:
     """One measure for one unit and month. ``unknown``: left out of the denominator (or None)."""
 
