@@ -201,31 +201,57 @@ def undelivered(database_url: str) -> int:
 class JobRun:
     job: str
     worker: int
+    term: int  # which of the worker's leadership terms: its count of `worker_started` so far
     started: dt.datetime
     ended: dt.datetime
 
 
 def job_runs(workers: list[Worker]) -> list[JobRun]:
-    """Every scheduled job run the workers logged, in the order they started."""
+    """Every scheduled job run the workers logged, in the order they started, each with the
+    leadership term it ran in (a worker's log is written in order, and a term's runs all finish
+    before its scheduler shuts down and the worker can start another)."""
     runs = []
     for number, worker in enumerate(workers):
+        term = 0
         for event in worker.events():
-            if event.get("event") == "job_ran":
+            if event.get("event") == "worker_started":
+                term += 1
+            elif event.get("event") == "job_ran":
                 started = dt.datetime.fromisoformat(event["started_at"])
                 ended = started + dt.timedelta(milliseconds=event["duration_ms"])
-                runs.append(JobRun(event["job"], number, started, ended))
+                runs.append(JobRun(event["job"], number, term, started, ended))
     return sorted(runs, key=lambda run: run.started)
 
 
 def assert_one_leader_at_a_time(runs: list[JobRun]) -> None:
-    """No job ran twice at once, and leadership only ever moved on: once another worker has run
-    a job, the one before it runs none again (it stood down, or was stopped)."""
+    """No job ran twice at once, and leadership only ever moved on: once another leadership term
+    has run a job, no earlier term runs one again, and no two terms' runs overlap in time.
+
+    The unit is a term (one acquisition of the lock), not a worker. A standby that takes the lock
+    when the leader stops is a legitimate handover, and may hand leadership back to a worker that
+    led before: a restart moves it from worker A to B, then the test's own SIGTERM to B lets the
+    still-running A lead again for a moment ([A, B, A] by worker). That is a new term of A's,
+    started after B released the lock. What must never happen is a worker running a job in a term
+    whose lock it has lost (a stale scheduler after a restart): that run keeps its old term
+    number and so splits that term around another's, or overlaps another term in time."""
     for job in {run.job for run in runs}:
         mine = [run for run in runs if run.job == job]
         for before, after in itertools.pairwise(mine):
             assert after.started >= before.ended, f"{job} ran twice at once: {before}, {after}"
-    leaders = [worker for worker, _ in itertools.groupby(run.worker for run in runs)]
-    assert len(leaders) == len(set(leaders)), f"two workers took turns leading: {leaders}"
+    terms = [
+        (key, list(group))
+        for key, group in itertools.groupby(runs, key=lambda run: (run.worker, run.term))
+    ]
+    leaders = [key for key, _ in terms]
+    assert len(leaders) == len(set(leaders)), (
+        f"a worker ran a job in a term it had lost: {leaders} as (worker, term)"
+    )
+    for (before, earlier), (after, later) in itertools.pairwise(terms):
+        last_end = max(run.ended for run in earlier)
+        assert last_end <= later[0].started, (
+            f"terms {before} and {after} (worker, term) ran jobs at once: "
+            f"{before} until {last_end}, {after} from {later[0].started}"
+        )
 
 
 def wait_until(condition: Any, *, timeout_s: float, what: str) -> None:
