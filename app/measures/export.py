@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -52,26 +51,31 @@ class Shown:
     note: Note
 
 
+def _hidden(count: Count, below: int) -> tuple[bool, bool, bool]:
+    """Whether the numerator (and proportion), the denominator and the unknown are shown as *."""
+    numerator, denominator, unknown = count.numerator, count.denominator, count.unknown
+    denominator_hidden = 0 < denominator < below
+    numerator_hidden = (
+        denominator_hidden or 0 < numerator < below or 0 < denominator - numerator < below
+    )
+    return numerator_hidden, denominator_hidden, unknown is not None and 0 < unknown < below
+
+
+def _note(count: Count, numerator_hidden: bool, unknown_hidden: bool) -> Note:
+    if numerator_hidden or unknown_hidden:
+        return "suppressed"
+    return "no data" if count.denominator == 0 else ""
+
+
 def shown(count: Count, *, suppress_below: int) -> Shown:
     """Apply small-number suppression to one count (see the module's rule)."""
-    below = suppress_below
-    numerator, denominator, unknown = count.numerator, count.denominator, count.unknown
-    hide_denominator = 0 < denominator < below
-    hide_numerator = (
-        hide_denominator or 0 < numerator < below or 0 < denominator - numerator < below
-    )
-    hide_unknown = unknown is not None and 0 < unknown < below
-    note: Note = ""
-    if hide_numerator or hide_unknown:
-        note = "suppressed"
-    elif denominator == 0:
-        note = "no data"
+    numerator_hidden, denominator_hidden, unknown_hidden = _hidden(count, suppress_below)
     return Shown(
-        HIDDEN if hide_numerator else numerator,
-        HIDDEN if hide_denominator else denominator,
-        HIDDEN if hide_numerator else count.proportion,
-        HIDDEN if hide_unknown else unknown,
-        note,
+        HIDDEN if numerator_hidden else count.numerator,
+        HIDDEN if denominator_hidden else count.denominator,
+        HIDDEN if numerator_hidden else count.proportion,
+        HIDDEN if unknown_hidden else count.unknown,
+        _note(count, numerator_hidden, unknown_hidden),
     )
 
 
@@ -83,45 +87,47 @@ def _text(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_STARTS) else value
 
 
-def _cell(value: int | float | str | None) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
+def _csv_line(fields: Iterable[str]) -> str:
+    """One line, quoted as RFC 4180 needs (a name with a comma or a quote, say)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(fields)
+    return buffer.getvalue()
 
 
-def csv_rows(values: Iterable[MeasureValue], *, suppress_below: int) -> Iterator[list[str]]:
-    yield list(COLUMNS)
-    names: dict[str, str] = {}
-    for value in values:
-        unit, month, measure = value.unit, value.month, value.measure
-        out = shown(value.count, suppress_below=suppress_below)
-        name = names.get(unit.code)
-        if name is None:
-            name = names[unit.code] = _text(unit.name)
-        yield [
-            unit.code,
-            name,
-            month.label,
-            measure.code,
-            _cell(out.numerator),
-            _cell(out.denominator),
-            _cell(out.proportion),
-            _cell(out.unknown),
-            out.note,
-        ]
+def _cells(value: MeasureValue, below: int) -> str:
+    """The fields after the unit's: month, measure and ``shown`` as text (a proportion to 4
+    places). None of them can hold a comma, a quote or a line end, so none is quoted."""
+    count = value.count
+    numerator_hidden, denominator_hidden, unknown_hidden = _hidden(count, below)
+    numerator, denominator, unknown = count.numerator, count.denominator, count.unknown
+    return ",".join(
+        (
+            value.month.label,
+            value.measure.code,
+            HIDDEN if numerator_hidden else str(numerator),
+            HIDDEN if denominator_hidden else str(denominator),
+            HIDDEN if numerator_hidden else f"{numerator / denominator:.4f}" if denominator else "",
+            HIDDEN if unknown_hidden else "" if unknown is None else str(unknown),
+            _note(count, numerator_hidden, unknown_hidden),
+        )
+    )
 
 
 def csv_chunks(
     values: Iterable[MeasureValue], *, suppress_below: int, rows_per_chunk: int = 500
 ) -> Iterator[str]:
     """The CSV text (RFC 4180 quoting, CRLF line ends), a few hundred whole lines at a time."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    rows = csv_rows(values, suppress_below=suppress_below)
-    while chunk := list(itertools.islice(rows, rows_per_chunk)):
-        writer.writerows(chunk)
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
+    yield _csv_line(COLUMNS)
+    units: dict[str, str] = {}  # a unit's code and name, quoted once
+    lines: list[str] = []
+    for value in values:
+        unit = units.get(value.unit.code)
+        if unit is None:
+            unit = units[value.unit.code] = _csv_line([value.unit.code, _text(value.unit.name)])
+            unit = units[value.unit.code] = unit.removesuffix("\r\n") + ","
+        lines.append(unit + _cells(value, suppress_below) + "\r\n")
+        if len(lines) == rows_per_chunk:
+            yield "".join(lines)
+            lines.clear()
+    if lines:
+        yield "".join(lines)

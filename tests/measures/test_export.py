@@ -89,6 +89,25 @@ def test_a_unit_name_a_spreadsheet_would_run_is_quoted() -> None:
     assert row["unit_name"].startswith("'=")
 
 
+def test_a_unit_name_with_quotes_commas_and_a_line_break_reads_back_whole() -> None:
+    odd = Unit(3, "RXX03", 'The "New" Unit, North\nWing')
+    values = [
+        value(code, Count(9, 20), unit=odd) for code in ("co_test_at_booking", "quit_date_set")
+    ]
+    rows = parsed(values, 0)
+    assert [(r["unit_name"], r["measure"], r["numerator"]) for r in rows] == [
+        ('The "New" Unit, North\nWing', "co_test_at_booking", "9"),
+        ('The "New" Unit, North\nWing', "quit_date_set", "9"),
+    ]
+
+
+def test_a_long_export_comes_in_chunks_of_whole_lines() -> None:
+    values = [value("co_test_at_booking", Count(n, 100)) for n in range(1_200)]
+    chunks = list(export.csv_chunks(values, suppress_below=0, rows_per_chunk=500))
+    assert [chunk.count("\r\n") for chunk in chunks] == [1, 500, 500, 200]
+    assert all(chunk.endswith("\r\n") for chunk in chunks)
+
+
 # --- month parameters --------------------------------------------------------------------------
 
 TODAY = dt.date(2026, 11, 26)
