@@ -2,12 +2,14 @@
 
 Every write that can change a measure (a reading, a contact, a birth, a postnatal status, a
 referral or its events, the staff register, feedback) leaves a *mark* naming the unit and month
-it touches, in its own transaction: a flush listener on every session, so no write path can
-forget. The worker's refresh (:func:`refresh`) recomputes the marked pairs with the queries in
-``app.measures.queries``, stores their counts with a fingerprint of the settings they were
-computed under, and removes the marks it saw. Reading measures (:func:`counts`) takes the stored
-counts of each (unit, month) that is unmarked and computed under the current settings, and
-computes the rest live: an answer is always what a recount would say.
+it touches, in its own transaction: a flush listener on every session notes what each flush
+touched, so no write path can forget, and the marks are written in one statement just before the
+commit (or before the session itself reads the measures). The worker's refresh
+(:func:`refresh`) recomputes the marked pairs with the queries in ``app.measures.queries``,
+stores their counts with a fingerprint of the settings they were computed under, and removes the
+marks it saw. Reading measures (:func:`counts`) takes the stored counts of each (unit, month)
+that is unmarked and computed under the current settings, and computes the rest live: an answer
+is always what a recount would say.
 
 Marks are appended, never updated, so concurrent writers never wait on each other. A refresh
 takes a lock (a PostgreSQL advisory lock; SQLite's writer lock), reads the marks, computes in
@@ -52,7 +54,7 @@ from referral.models import Referral, ReferralEvent
 DEFINITIONS_VERSION = 1
 KEPT_MONTHS = 60  # the refresh keeps the 5 years to this month; older months are counted live
 REFRESH_LOCK_KEY = int.from_bytes(b"measures", "big") >> 1  # fits a signed bigint
-_WRITTEN = "exhale.measure_marks_written"
+_PENDING = "exhale.measure_marks_pending"
 
 Pair = tuple[int, str]  # unit id, month label
 
@@ -79,6 +81,7 @@ def counts(
     codes: Collection[str] | None = None,
 ) -> Counted:
     """The measures for the scope, as ``queries.compute`` would count them now."""
+    write_marks(session)  # this session's own writes count too
     unit_ids = _unit_ids(session, scope.unit_ids)
     labels = [m.label for m in months_between(scope.first, scope.last)]
     stored = _fresh(session, labels, fingerprint(settings), scoped=scope.unit_ids)
@@ -249,6 +252,7 @@ class Refreshed:
 
 def refresh(session: Session, settings: MeasuresSettings, *, today: dt.date) -> Refreshed:
     """Recompute every marked pair, and every kept month not yet stored under these settings."""
+    write_marks(session)
     if session.connection().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": REFRESH_LOCK_KEY})
     current = fingerprint(settings)
@@ -269,7 +273,6 @@ def refresh(session: Session, settings: MeasuresSettings, *, today: dt.date) -> 
     found = _live(session, stale, settings, None, all_units=set(unit_ids))
     _store(session, stale, found, current)
     ids = [mark.id for mark in marks]
-    session.info.pop(_WRITTEN, None)  # this session's marks are among those deleted
     for start in range(0, len(ids), 10_000):
         session.execute(delete(MeasureMark).where(MeasureMark.id.in_(ids[start : start + 10_000])))
     return Refreshed(pairs=len(stale), marks=len(ids))
@@ -434,9 +437,21 @@ def _touched(session: Session) -> _Touched:
 def _resolve(session: Session, touched: _Touched) -> set[tuple[int, str | None]]:
     """(unit id, month or None) for everything touched, looking up what the session lacks."""
     connection = session.connection()
-    if touched.referrals:
+    unknown_referrals = []
+    for referral_id in touched.referrals:
+        referral = session.identity_map.get(identity_key(Referral, referral_id))
+        if (
+            isinstance(referral, Referral)
+            and "pregnancy_id" in vars(referral)
+            and not {"pregnancy_id", "quit_date"} & inspect(referral).expired_attributes
+        ):  # a quit date never set on a new referral is not in its __dict__: it is None
+            quit_date = vars(referral).get("quit_date")
+            touched.pregnancies[referral.pregnancy_id].update(_month(quit_date))
+        else:
+            unknown_referrals.append(referral_id)
+    if unknown_referrals:
         found = select(Referral.pregnancy_id, Referral.quit_date).where(
-            Referral.id.in_(sorted(touched.referrals))
+            Referral.id.in_(sorted(unknown_referrals))
         )
         for row in connection.execute(found):
             touched.pregnancies[row.pregnancy_id].update(_month(row.quit_date))
@@ -463,24 +478,30 @@ def _resolve(session: Session, touched: _Touched) -> set[tuple[int, str | None]]
 
 @event.listens_for(Session, "after_flush")
 def _mark_after_flush(session: Session, _context: UOWTransaction) -> None:
+    """Note what this flush touched; the marks are written once, before the commit."""
     touched = _touched(session)
-    if not (touched.pregnancies or touched.units or touched.referrals or touched.staff):
-        return
-    written: set[tuple[int, str | None]] = session.info.setdefault(_WRITTEN, set())
-    marks = _resolve(session, touched) - written
-    if marks:
-        session.connection().execute(
-            insert(MeasureMark), [{"unit_id": u, "month": m} for u, m in sorted(marks, key=str)]
-        )
-        written.update(marks)
+    if touched.pregnancies or touched.units or touched.referrals or touched.staff:
+        session.info.setdefault(_PENDING, set()).update(_resolve(session, touched))
 
 
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_rolled_back(session: Session, _previous: Any) -> None:
-    """A rollback (of a savepoint too) may have taken marks with it: write them again if needed."""
-    session.info.pop(_WRITTEN, None)
+def write_marks(session: Session) -> None:
+    """Write the marks of what this session has flushed so far (its commit does this itself)."""
+    session.flush()
+    pending: set[tuple[int, str | None]] = session.info.pop(_PENDING, set())
+    if pending:
+        rows = [{"unit_id": u, "month": m} for u, m in sorted(pending, key=str)]
+        session.execute(insert(MeasureMark), rows)
 
 
-@event.listens_for(Session, "after_commit")
-def _forget_committed(session: Session) -> None:
-    session.info.pop(_WRITTEN, None)
+@event.listens_for(Session, "before_commit")
+def _write_before_commit(session: Session) -> None:
+    if not session.in_nested_transaction():  # a savepoint's release: the commit comes later
+        write_marks(session)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_rolled_back(session: Session, transaction: Any) -> None:
+    """The session's outermost transaction has ended: a commit wrote the marks, a rollback
+    took the writes with it. (A savepoint's rollback keeps them: marking too much is safe.)"""
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)

@@ -35,6 +35,7 @@ def _exact(session: Session, settings: MeasuresSettings = SETTINGS) -> None:
 
 
 def _marks(session: Session) -> set[tuple[int, str | None]]:
+    rollup.write_marks(session)  # as the commit would
     rows = session.execute(select(MeasureMark.unit_id, MeasureMark.month))
     return {(row.unit_id, row.month) for row in rows}
 
@@ -98,6 +99,14 @@ def _an_outcome(w: World) -> None:
     w.event(referral, "outcome_check", stage="28_day", result="co_confirmed_quit", co_ppm=1)
 
 
+def _an_outcome_on_a_referral_read_back(w: World) -> None:
+    """The referral is not held by the session: its quit date is read from the database."""
+    referral = w.referral(w.woman(), at("2026-02-03T09:00"), quit_date="2026-04-24")
+    rollup.refresh(w.session, SETTINGS, today=TODAY)  # the referral's own marks are gone
+    w.session.expire_all()
+    w.event(referral, "outcome_check", stage="28_day", result="co_confirmed_quit", co_ppm=1)
+
+
 def _training(w: World) -> None:
     w.training(w.staff(), "co_monitoring", "2026-03-02")
 
@@ -113,6 +122,10 @@ WRITES: dict[str, tuple[Callable[[World], None], set[str | None]]] = {
     "a postnatal status": (_a_postnatal_status, {"2026-03"}),
     "a quit date set on a referral": (_a_quit_date_set, {"2026-03", "2026-04"}),
     "a quit outcome": (_an_outcome, {"2026-03"}),
+    "a quit outcome on a referral read back": (
+        _an_outcome_on_a_referral_read_back,
+        {"2026-04"},
+    ),
     "staff training": (_training, {None}),
     "feedback": (_feedback, {"2026-05"}),
 }
