@@ -25,7 +25,6 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from sqlalchemy import insert, text
@@ -34,9 +33,11 @@ from sqlalchemy.orm import Session
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from app import migrate  # noqa: E402
-from app.config import MeasuresSettings, normalise_database_url  # noqa: E402
+import common  # noqa: E402
+
+from app.config import MeasuresSettings  # noqa: E402
 from app.db import make_engine, make_sessionmaker  # noqa: E402
 from app.main import settle_heap  # noqa: E402
 from app.measures import bulk, demo, export, queries, rollup, service  # noqa: E402
@@ -44,15 +45,9 @@ from app.measures.models import MeasureMark  # noqa: E402
 from app.measures.months import Month  # noqa: E402
 from app.measures.sql import Scope  # noqa: E402
 
-SERVER_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 FIRST_BOOKING = dt.date(2025, 1, 1)
 TODAY = dt.date(2026, 9, 30)  # every pregnancy booked in 2025 has ended and been followed up
 FIRST, LAST = Month(2025, 1), Month(2025, 12)
-
-
-def _url(database: str) -> str:
-    url = normalise_database_url(SERVER_URL).set(database=database)
-    return url.render_as_string(hide_password=False)
 
 
 def _rss_mb() -> float:
@@ -239,15 +234,8 @@ def main() -> None:
     if args.measure_only:
         measure(args.measure_only, args.repeat)
         return
-    name = f"exhale_bench_{uuid.uuid4().hex[:8]}"
-    server = make_engine(
-        _url(make_url(SERVER_URL).database or "postgres"), isolation_level="AUTOCOMMIT"
-    )
-    with server.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = _url(name)
-    try:
-        migrate.upgrade(url)
+    with common.throwaway_database(keep=args.keep) as url:
+        name = make_url(url).database
         print(f"database {name}: {args.pregnancies:,} pregnancies at {args.units} units")
         load(url, args.pregnancies, args.units)
         subprocess.run(
@@ -255,11 +243,6 @@ def main() -> None:
             check=True,
         )
         print(f"peak RSS of the loading process: {_rss_mb():.0f} MB")
-    finally:
-        if not args.keep:
-            with server.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
 
 
 if __name__ == "__main__":

@@ -52,8 +52,9 @@ def libpq_url(url: str) -> str:
 
 
 @contextmanager
-def throwaway_database(prefix: str = "exhale_bench") -> Iterator[str]:
-    """A new migrated database on the benchmark server; dropped afterwards (even on failure)."""
+def throwaway_database(prefix: str = "exhale_bench", *, keep: bool = False) -> Iterator[str]:
+    """A new migrated database on the benchmark server; dropped afterwards (even on failure)
+    unless ``keep``."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     server = make_engine(
         database_url(make_url(SERVER_URL).database or "postgres"), isolation_level="AUTOCOMMIT"
@@ -65,8 +66,9 @@ def throwaway_database(prefix: str = "exhale_bench") -> Iterator[str]:
         migrate.upgrade(url)
         yield url
     finally:
-        with server.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if not keep:
+            with server.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         server.dispose()
 
 
