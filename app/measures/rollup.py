@@ -27,7 +27,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import delete, event, insert, inspect, or_, select, text, true
+from sqlalchemy import delete, event, insert, inspect, or_, select, text
 from sqlalchemy.orm import Session, UOWTransaction
 from sqlalchemy.orm.attributes import get_history
 from sqlalchemy.orm.base import PASSIVE_NO_INITIALIZE
@@ -44,7 +44,6 @@ from app.measures.models import (
 )
 from app.measures.months import LONDON, Month, months_between
 from app.measures.sql import Count, Key, Scope
-from app.orgs.models import Organisation, OrganisationKind
 from app.pregnancies.models import Contact, PostnatalStatus, Pregnancy
 from app.readings.models import Reading
 from referral.models import Referral, ReferralEvent
@@ -84,7 +83,7 @@ def counts(
     write_marks(session)  # this session's own writes count too
     unit_ids = _unit_ids(session, scope.unit_ids)
     labels = [m.label for m in months_between(scope.first, scope.last)]
-    stored = _fresh(session, labels, fingerprint(settings), scoped=scope.unit_ids)
+    stored = _fresh(session, scope, labels, fingerprint(settings))
     stale = {(u, m) for u in unit_ids for m in labels} - stored.keys()
     live = _live(session, stale, settings, codes, all_units=set(unit_ids))
     return Counted(stored, live, None if codes is None else frozenset(codes))
@@ -160,24 +159,17 @@ class _KeyedMonth:
 def _unit_ids(session: Session, chosen: Collection[int] | None) -> list[int]:
     if chosen is not None:
         return list(chosen)
-    units = select(Organisation.id).where(
-        Organisation.kind == OrganisationKind.maternity_unit.value
-    )
-    return list(session.scalars(units))
-
-
-def _units(column: Any, unit_ids: Collection[int] | None) -> Any:
-    return true() if unit_ids is None else column.in_(list(unit_ids))
+    return [unit_id for unit_id, _code, _name in queries.unit_rows(session, None)]
 
 
 def _fresh(
-    session: Session, labels: list[str], current: str, *, scoped: Collection[int] | None
+    session: Session, scope: Scope, labels: list[str], current: str
 ) -> dict[Pair, dict[str, list[Any]]]:
     """Stored counts computed under these settings with no mark since, by (unit, month)."""
     kept = select(MeasureMonth.unit_id, MeasureMonth.month, MeasureMonth.counts).where(
         MeasureMonth.month.in_(labels),
         MeasureMonth.fingerprint == current,
-        _units(MeasureMonth.unit_id, scoped),
+        scope.units(MeasureMonth.unit_id),
     )
     fresh = {(unit_id, month): counts for unit_id, month, counts in session.execute(kept).all()}
     if not fresh:
@@ -185,7 +177,7 @@ def _fresh(
     marked = (
         select(MeasureMark.unit_id, MeasureMark.month)
         .where(
-            _units(MeasureMark.unit_id, scoped),
+            scope.units(MeasureMark.unit_id),
             or_(MeasureMark.month.in_(labels), MeasureMark.month.is_(None)),
         )
         .distinct()
