@@ -262,11 +262,16 @@ PROFILE = common.LOGS / "ingest.folded"
 
 
 def _start_profiler(pid: int, seconds: float) -> subprocess.Popen[bytes]:
-    """py-spy sampling every web process for the closed loop's duration (folded stacks)."""
+    """py-spy sampling every web process for the closed loop's duration (folded stacks).
+
+    Only threads holding the GIL are sampled (``--gil``): where the CPU goes, not the 16 threads
+    waiting on PostgreSQL.
+    """
     common.LOGS.mkdir(parents=True, exist_ok=True)
     spy = Path(sys.executable).with_name("py-spy")
-    command = [str(spy), "record", "--pid", str(pid), "--subprocesses", "--format"]
-    command += ["raw", "--duration", str(int(seconds)), "--output", str(PROFILE), "--nonblocking"]
+    command = [str(spy), "record", "--pid", str(pid), "--subprocesses", "--gil", "--rate", "250"]
+    command += ["--format", "raw", "--duration", str(int(seconds)), "--output", str(PROFILE)]
+    command += ["--nonblocking"]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
