@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import delete, event, insert, inspect, or_, select, text
 from sqlalchemy.orm import Session, UOWTransaction
-from sqlalchemy.orm.attributes import get_history
+from sqlalchemy.orm.attributes import get_history, instance_state
 from sqlalchemy.orm.base import PASSIVE_NO_INITIALIZE
 from sqlalchemy.orm.util import identity_key
 
@@ -308,6 +308,7 @@ def mark_units(session: Session, unit_ids: Iterable[int]) -> None:
 # --- marking: a flush listener sees every write through a session -------------------------------
 
 _SPAN = dt.timedelta(days=MAX_STATUS_WINDOW_DAYS)
+_INSERT_MARK = insert(MeasureMark)
 
 
 def _label(day: dt.date) -> str:
@@ -332,6 +333,10 @@ def _month(day: dt.date | None) -> set[str | None]:
 
 def _values(obj: object, key: str) -> list[Any]:
     """The attribute's value now and any value it had before this flush."""
+    state = instance_state(obj)
+    if state.key is None:  # inserted by this flush: it had no value before
+        value = state.dict.get(key)
+        return [] if value is None else [value]
     history = get_history(obj, key, passive=PASSIVE_NO_INITIALIZE)
     values = [*history.added, *history.unchanged, *history.deleted]
     if not values and key in vars(obj):
@@ -352,6 +357,8 @@ class _Touched:
     units: defaultdict[int, set[str | None]]
     referrals: set[int]
     staff: set[int]
+    # Units of the pregnancies this flush wrote: a new one is not in the identity map yet.
+    unit_of: dict[int, int]
 
 
 def _reading(obj: Reading, _session: Session, touched: _Touched) -> None:
@@ -370,6 +377,8 @@ def _postnatal(obj: PostnatalStatus, _session: Session, touched: _Touched) -> No
 
 
 def _pregnancy(obj: Pregnancy, session: Session, touched: _Touched) -> None:
+    if obj.id is not None and "unit_id" in vars(obj):
+        touched.unit_of[obj.id] = obj.unit_id
     created = obj in session.new
     if obj in session.deleted or (not created and _changed(obj, ("unit_id",))):
         for unit_id in _values(obj, "unit_id"):
@@ -418,7 +427,7 @@ _MARKERS: dict[type, Callable[[Any, Session, _Touched], None]] = {
 
 
 def _touched(session: Session) -> _Touched:
-    touched = _Touched(defaultdict(set), defaultdict(set), set(), set())
+    touched = _Touched(defaultdict(set), defaultdict(set), set(), set(), {})
     for obj in (*session.new, *session.dirty, *session.deleted):
         marker = _MARKERS.get(type(obj))
         if marker is not None:
@@ -428,7 +437,6 @@ def _touched(session: Session) -> _Touched:
 
 def _resolve(session: Session, touched: _Touched) -> set[tuple[int, str | None]]:
     """(unit id, month or None) for everything touched, looking up what the session lacks."""
-    connection = session.connection()
     unknown_referrals = []
     for referral_id in touched.referrals:
         referral = session.identity_map.get(identity_key(Referral, referral_id))
@@ -445,22 +453,22 @@ def _resolve(session: Session, touched: _Touched) -> set[tuple[int, str | None]]
         found = select(Referral.pregnancy_id, Referral.quit_date).where(
             Referral.id.in_(sorted(unknown_referrals))
         )
-        for row in connection.execute(found):
+        for row in session.connection().execute(found):
             touched.pregnancies[row.pregnancy_id].update(_month(row.quit_date))
     marks = {(unit_id, m) for unit_id, months in touched.units.items() for m in months}
     if touched.staff:
         units = select(StaffMember.unit_id).where(StaffMember.id.in_(sorted(touched.staff)))
-        marks.update((unit_id, None) for unit_id in connection.scalars(units))
+        marks.update((unit_id, None) for unit_id in session.connection().scalars(units))
     wanted = {p: months for p, months in touched.pregnancies.items() if months}
-    unit_of: dict[int, int] = {}
-    for pregnancy_id in wanted:
+    unit_of = dict(touched.unit_of)
+    for pregnancy_id in set(wanted) - set(unit_of):
         loaded = session.identity_map.get(identity_key(Pregnancy, pregnancy_id))
         if isinstance(loaded, Pregnancy) and "unit_id" in vars(loaded):
             unit_of[pregnancy_id] = loaded.unit_id
     unknown = sorted(set(wanted) - set(unit_of))
     if unknown:
         looked_up = select(Pregnancy.id, Pregnancy.unit_id).where(Pregnancy.id.in_(unknown))
-        unit_of.update((row.id, row.unit_id) for row in connection.execute(looked_up))
+        unit_of.update((row.id, row.unit_id) for row in session.connection().execute(looked_up))
     if wanted:
         for pregnancy_id, months in wanted.items():
             if pregnancy_id in unit_of:
@@ -482,7 +490,7 @@ def write_marks(session: Session) -> None:
     pending: set[tuple[int, str | None]] = session.info.pop(_PENDING, set())
     if pending:
         rows = [{"unit_id": u, "month": m} for u, m in sorted(pending, key=str)]
-        session.execute(insert(MeasureMark), rows)
+        session.connection().execute(_INSERT_MARK, rows)  # Core: no ORM bulk machinery
 
 
 @event.listens_for(Session, "before_commit")
