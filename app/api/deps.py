@@ -16,7 +16,8 @@ from app.logs import get_logger
 log = get_logger(__name__)
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
+    """Async, as it does no I/O: FastAPI runs a plain function dependency in a worker thread."""
     settings: Settings = request.app.state.settings
     return settings
 

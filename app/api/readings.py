@@ -91,7 +91,6 @@ or null) and `advice` (what to say now, most urgent first).
 )
 def create_reading(
     request: Request,
-    response: Response,
     session: SessionDep,
     settings: SettingsDep,
     principal: Annotated[Principal, require("epr", "bridge", "midwife")],
@@ -135,9 +134,13 @@ def create_reading(
     # worker thread, and the woman's lock must never wait for one (threads may all be taken by
     # requests queueing for that lock).
     session.commit()
-    response.status_code = status_code
-    response.headers["Location"] = f"/api/v1/readings/{answer.id}"
-    return answer
+    # Serialised here, once: the answer is already a validated ReadingRead.
+    return Response(
+        answer.model_dump_json(),
+        status_code=status_code,
+        media_type="application/json",
+        headers={"Location": f"/api/v1/readings/{answer.id}"},
+    )
 
 
 @router.get(

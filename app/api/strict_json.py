@@ -47,6 +47,8 @@ def _is_json(content_type: str) -> bool:
 
 def _depth_exceeds(text: str, limit: int) -> bool:
     """Bracket depth outside strings, counted without recursion."""
+    if text.count("[") + text.count("{") <= limit:  # too few brackets to nest that deep
+        return False
     depth = 0
     in_string = escaped = False
     for char in text:
