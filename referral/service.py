@@ -13,8 +13,8 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.orm import Session, aliased
 
 from app.audit import service as audit
 from app.config import Settings
@@ -71,12 +71,13 @@ def policies_from(settings: Settings) -> Policies:
     )
 
 
+_REFERRALS_OF = (
+    select(Referral).where(Referral.pregnancy_id == bindparam("pregnancy_id")).order_by(Referral.id)
+)
+
+
 def _history(session: Session, pregnancy_id: int) -> tuple[tuple[str, ...], Referral | None]:
-    referrals = list(
-        session.scalars(
-            select(Referral).where(Referral.pregnancy_id == pregnancy_id).order_by(Referral.id)
-        )
-    )
+    referrals = list(session.scalars(_REFERRALS_OF, {"pregnancy_id": pregnancy_id}))
     closed = tuple(r.status for r in referrals if r.status in CLOSED_STATUSES)
     open_ = next((r for r in referrals if r.closed_at is None), None)
     return closed, open_
@@ -101,32 +102,42 @@ def postcode_district(postcode: str | None) -> str | None:
     return postcode.strip().upper().split()[0]
 
 
+# Routing in one round trip: the unit (kept for the outbox message's unit code) and the service
+# it routes to, by a service area for the postcode district when there is one. Built once:
+# building a statement costs more CPU than SQLAlchemy's cached compile of it.
+_SERVICE = aliased(Organisation)
+_AREA_SERVICE = (
+    select(ServiceArea.service_id)
+    .where(
+        ServiceArea.unit_id == Organisation.id,
+        ServiceArea.postcode_district == bindparam("district"),
+    )
+    .scalar_subquery()
+)
+_UNIT_AND_DEFAULT = select(Organisation, _SERVICE).where(Organisation.id == bindparam("unit_id"))
+_ROUTE_BY_UNIT = _UNIT_AND_DEFAULT.outerjoin(
+    _SERVICE, _SERVICE.id == Organisation.default_service_id
+)
+_ROUTE_BY_DISTRICT = _UNIT_AND_DEFAULT.outerjoin(
+    _SERVICE, _SERVICE.id == func.coalesce(_AREA_SERVICE, Organisation.default_service_id)
+)
+
+
 def route(session: Session, pregnancy: Pregnancy) -> Organisation:
     """The service for her postcode district at her unit, else the unit's default service."""
     district = postcode_district(pregnancy.postcode)
-    if district:
-        area = session.scalars(
-            select(ServiceArea).where(
-                ServiceArea.unit_id == pregnancy.unit_id,
-                ServiceArea.postcode_district == district,
-            )
-        ).one_or_none()
-        if area is not None:
-            service = session.get(Organisation, area.service_id)
-            assert service is not None
-            return service
-    # The unit and its default service in one round trip.
-    unit = session.get(
-        Organisation, pregnancy.unit_id, options=[joinedload(Organisation.default_service)]
-    )
-    assert unit is not None
-    _hold(session, unit)
-    if unit.default_service is None:
+    statement = _ROUTE_BY_DISTRICT if district else _ROUTE_BY_UNIT
+    unit, target = session.execute(
+        statement, {"unit_id": pregnancy.unit_id, "district": district}
+    ).one()
+    _hold(session, unit, target)
+    if target is None:
         raise Conflict(
             f"Unit {unit.code} has no stop-smoking service to refer to. An administrator sets "
             "one with `exhale orgs set-default-service`."
         )
-    return unit.default_service
+    assert isinstance(target, Organisation)
+    return target
 
 
 def _add_event(
@@ -152,20 +163,35 @@ def _add_event(
     return event
 
 
-def act_on_reading(
+@dataclass(frozen=True)
+class ReadingPlan:
+    """What the rules decided for a reading about to be stored.
+
+    ``referral`` is the referral the reading goes to: the pregnancy's open one (its reasons
+    already extended), or a new one added to the session, not yet flushed (``opened``).
+    """
+
+    decision: rules.Decision
+    reasons: list[str]
+    referral: Referral | None
+    opened: bool
+
+
+def plan_for_reading(
     session: Session,
     *,
     reading: Reading,
     pregnancy: Pregnancy,
-    principal: Principal,
     policy: Policies,
     now: dt.datetime,
     first_reading: bool = False,
-) -> rules.Decision:
-    """Run the rules on a new reading; open a referral, or add to the open one, as they decide.
+) -> ReadingPlan:
+    """Run the rules on a reading before it is stored, and set its advice and policy version.
 
-    ``first_reading``: the pregnancy was registered by this reading, in this transaction, so it
-    has no referrals and no other reading (two queries fewer).
+    The referral it refers to is opened (added, unflushed) or extended here, so that the
+    reading is inserted once, already carrying its referral; ``after_reading`` then writes the
+    referral's event and outbox message. ``first_reading``: the pregnancy was registered by this
+    reading, in this transaction, so it has no referrals (a query fewer).
     """
     closed, open_referral = ((), None) if first_reading else _history(session, pregnancy.id)
     facts = rules.ReadingFacts(
@@ -179,51 +205,15 @@ def act_on_reading(
     )
     decision = rules.evaluate(facts, policy.rules)
     reasons = [reason.value for reason in decision.reasons]
-    if open_referral is not None:
-        _hold(session, open_referral)
-    if decision.refer and open_referral is not None:
-        open_referral.reasons = list(dict.fromkeys([*open_referral.reasons, *reasons]))
-        _add_event(
-            session,
-            referral=open_referral,
-            kind="reason_added",
-            data={"reasons": reasons, "reading_id": reading.id},
-            principal=principal,
-            now=now,
-        )
-        session.flush()
-        enqueue_referral_event(
-            session, referral=open_referral, event_type="referral.updated", now=now
-        )
-        reading.referral_id = open_referral.id
-    elif decision.refer:
-        reading.referral_id = _open(
-            session,
-            pregnancy=pregnancy,
-            reasons=reasons,
-            reading=reading,
-            principal=principal,
-            policy=policy,
-            now=now,
-            latest_reading=reading if first_reading else None,
-        ).id
     reading.advice = [{"code": a.code.value, "text": a.text} for a in decision.advice]
     reading.policy_version = decision.policy_version
-    session.flush()
-    return decision
-
-
-def _open(
-    session: Session,
-    *,
-    pregnancy: Pregnancy,
-    reasons: list[str],
-    reading: Reading,
-    principal: Principal,
-    policy: Policies,
-    now: dt.datetime,
-    latest_reading: Reading | None,
-) -> Referral:
+    if open_referral is not None:
+        _hold(session, open_referral)
+    if not decision.refer:
+        return ReadingPlan(decision, reasons, None, opened=False)
+    if open_referral is not None:
+        open_referral.reasons = list(dict.fromkeys([*open_referral.reasons, *reasons]))
+        return ReadingPlan(decision, reasons, open_referral, opened=False)
     referral = Referral(
         pregnancy_id=pregnancy.id,
         service=route(session, pregnancy),
@@ -234,33 +224,42 @@ def _open(
         first_contact_due_at=first_contact_due(now, working_days=policy.first_contact_working_days),
     )
     session.add(referral)
-    session.flush()
     _hold(session, referral)
+    return ReadingPlan(decision, reasons, referral, opened=True)
+
+
+def after_reading(
+    session: Session,
+    plan: ReadingPlan,
+    *,
+    reading: Reading,
+    principal: Principal,
+    now: dt.datetime,
+    latest_reading: Reading | None = None,
+) -> None:
+    """Once the reading is stored: its referral's event and the outbox message for the service.
+
+    The caller audits the opened referral. ``latest_reading``, when the caller knows the reading
+    is her latest, saves looking it up for the message.
+    """
+    referral = plan.referral
+    if referral is None:
+        return
     _add_event(
         session,
         referral=referral,
-        kind="created",
-        data={"reasons": reasons, "reading_id": reading.id},
+        kind="created" if plan.opened else "reason_added",
+        data={"reasons": plan.reasons, "reading_id": reading.id},
         principal=principal,
         now=now,
     )
-    audit.record(
-        session,
-        actor=principal,
-        action=audit.Action.create,
-        record_type="referral",
-        record_id=referral.id,
-        subject_pregnancy_id=pregnancy.id,
-    )
-    session.flush()
     enqueue_referral_event(
         session,
         referral=referral,
-        event_type="referral.created",
+        event_type="referral.created" if plan.opened else "referral.updated",
         now=now,
         latest_reading=latest_reading,
     )
-    return referral
 
 
 # --- working a referral -------------------------------------------------------------------------

@@ -8,6 +8,7 @@ held on the session and written after the rollback (see ``app.api.deps.get_sessi
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -83,6 +84,31 @@ def record(
         detail=detail,
     )
     session.connection().execute(_INSERT, values)
+
+
+def record_each(
+    session: Session,
+    *,
+    actor: Principal | None,
+    action: str,
+    records: Sequence[tuple[str, str | int, int | None]],
+) -> None:
+    """Several allowed actions of one kind, as (record type, record id, subject pregnancy id),
+    in one statement in the current transaction."""
+    rows = [
+        _values(
+            actor,
+            action=action,
+            outcome="allowed",
+            record_type=record_type,
+            record_id=record_id,
+            subject_pregnancy_id=subject,
+            detail=None,
+        )
+        for record_type, record_id, subject in records
+    ]
+    if rows:
+        session.connection().execute(_INSERT, rows)
 
 
 def record_denied(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -103,6 +103,16 @@ def gestation_days(pregnancy: Pregnancy, on: dt.date) -> int:
     return FULL_TERM_DAYS - (pregnancy.estimated_due_date - on).days
 
 
+# Built once (building a statement costs more than SQLAlchemy's cached compile of it).
+_WOMANS_PREGNANCIES = (
+    select(Pregnancy)
+    .where(
+        Pregnancy.unit_id == bindparam("unit_id"), Pregnancy.nhs_number == bindparam("nhs_number")
+    )
+    .order_by(Pregnancy.estimated_due_date.desc(), Pregnancy.id.desc())
+)
+
+
 def find_current(
     session: Session, *, unit_id: int, nhs_number: str, on: dt.date, postnatal_days: int
 ) -> Pregnancy | None:
@@ -113,9 +123,7 @@ def find_current(
     a test after that belongs to a new pregnancy.
     """
     candidates = session.scalars(
-        select(Pregnancy)
-        .where(Pregnancy.unit_id == unit_id, Pregnancy.nhs_number == nhs_number)
-        .order_by(Pregnancy.estimated_due_date.desc(), Pregnancy.id.desc())
+        _WOMANS_PREGNANCIES, {"unit_id": unit_id, "nhs_number": nhs_number}
     )
     for pregnancy in candidates:
         end = antenatal_ends_on(pregnancy)
@@ -194,8 +202,7 @@ def get_or_create_contact(
         occurred_on=on,
         gestation_days=gestation_days(pregnancy, on),
     )
-    session.add(contact)
-    session.flush()
+    session.add(contact)  # flushed by the caller, with whatever else it writes
     return contact
 
 
@@ -211,6 +218,23 @@ DETAIL_FIELDS = (
 )
 
 
+def new(
+    session: Session, *, unit_id: int, nhs_number: str, details: dict[str, object]
+) -> Pregnancy:
+    """A pregnancy added to the session, not yet flushed nor audited: ``create`` does both."""
+    # A new pregnancy has no contacts: saying so saves loading the empty list from the database.
+    pregnancy = Pregnancy(unit_id=unit_id, nhs_number=nhs_number, contacts=[])
+    for name in DETAIL_FIELDS:
+        if details.get(name) is not None:
+            setattr(pregnancy, name, details[name])
+    session.add(pregnancy)
+    return pregnancy
+
+
+def audit_created(session: Session, principal: Principal, pregnancy: Pregnancy) -> None:
+    _audit(session, principal, audit.Action.create, pregnancy)
+
+
 def create(
     session: Session,
     *,
@@ -219,14 +243,9 @@ def create(
     nhs_number: str,
     details: dict[str, object],
 ) -> Pregnancy:
-    # A new pregnancy has no contacts: saying so saves loading the empty list from the database.
-    pregnancy = Pregnancy(unit_id=unit_id, nhs_number=nhs_number, contacts=[])
-    for name in DETAIL_FIELDS:
-        if details.get(name) is not None:
-            setattr(pregnancy, name, details[name])
-    session.add(pregnancy)
+    pregnancy = new(session, unit_id=unit_id, nhs_number=nhs_number, details=details)
     session.flush()
-    _audit(session, principal, audit.Action.create, pregnancy)
+    audit_created(session, principal, pregnancy)
     return pregnancy
 
 

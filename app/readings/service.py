@@ -8,12 +8,12 @@ transaction. Re-sends are answered from the database: a sender's ``source_id`` i
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import zlib
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -69,13 +69,21 @@ def local_date(moment: dt.datetime) -> dt.date:
     return moment.astimezone(LONDON).date()
 
 
-def _lock_woman(session: Session, unit_id: int, nhs_number: str) -> None:
-    """Serialise concurrent records for one woman at one unit (SQLite has one writer anyway)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(:unit, :woman)"),
-            {"unit": unit_id, "woman": zlib.crc32(nhs_number.encode()) - 2**31},
-        )
+def _lock(session: Session, principal: Principal, nhs_number: str, source_id: str | None) -> None:
+    """Serialise concurrent records for one woman at one unit, and for one sender's source id.
+
+    Under both locks the check for a re-sent source id is final: no concurrent re-send (even
+    one naming another woman) can insert a second reading. SQLite has one writer anyway.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    woman = {"unit": principal.organisation_id, "woman": zlib.crc32(nhs_number.encode()) - 2**31}
+    if source_id is None:
+        session.execute(_LOCK_WOMAN, woman)
+        return
+    sender = f"{principal.actor_type.value}:{principal.id}:{source_id}".encode()
+    source = int.from_bytes(hashlib.blake2b(sender, digest_size=8).digest(), "big", signed=True)
+    session.execute(_LOCK_WOMAN_AND_SOURCE, {**woman, "source": source})
 
 
 def _pregnancy_for(
@@ -104,12 +112,9 @@ def _pregnancy_for(
                 "required: your unit has no current pregnancy for this NHS number, so send "
                 "pregnancy.estimated_due_date (and her contact details) to register it",
             )
-        created = pregnancies.create(
-            session,
-            principal=principal,
-            unit_id=principal.organisation_id,
-            nhs_number=nhs_number,
-            details=details,
+        # Added, not flushed: it goes in with its first contact, and is audited with the reading.
+        created = pregnancies.new(
+            session, unit_id=principal.organisation_id, nhs_number=nhs_number, details=details
         )
         return created, True
     pregnancies.get_for_reader_or_raise(session, principal=principal, pregnancy_id=pregnancy.id)
@@ -134,10 +139,24 @@ def _contact_for(
     )
 
 
+# Built once (building a statement costs more than SQLAlchemy's cached compile of it).
+_BY_CLIENT_SOURCE = select(Reading).where(
+    Reading.api_client_id == bindparam("sender"), Reading.source_id == bindparam("source_id")
+)
+_BY_USER_SOURCE = select(Reading).where(
+    Reading.recorded_by_user_id == bindparam("sender"), Reading.source_id == bindparam("source_id")
+)
+_LOCK_WOMAN = text("SELECT pg_advisory_xact_lock(:unit, :woman)")
+# Always the woman first, then the source (one bigint key: a key space apart from the first).
+_LOCK_WOMAN_AND_SOURCE = text(
+    "SELECT pg_advisory_xact_lock(:unit, :woman), pg_advisory_xact_lock(:source)"
+)
+
+
 def _existing_by_source(session: Session, principal: Principal, source_id: str) -> Reading | None:
-    column = Reading.api_client_id if principal.is_client else Reading.recorded_by_user_id
+    statement = _BY_CLIENT_SOURCE if principal.is_client else _BY_USER_SOURCE
     return session.scalars(
-        select(Reading).where(column == principal.id, Reading.source_id == source_id)
+        statement, {"sender": principal.id, "source_id": source_id}
     ).one_or_none()
 
 
@@ -177,13 +196,15 @@ def record(
 ) -> Recorded:
     """Record one test and act on it; a re-sent ``source_id`` returns the stored reading."""
     assert principal.organisation_id is not None
-    if body.source_id is not None:
+    if body.source_id is not None and body.device_reading_id is not None:
+        # A re-send naming a monitor result finds its reading before taking that result (which
+        # its first send used); other re-sends are found below, under the locks.
         existing = _existing_by_source(session, principal, body.source_id)
         if existing is not None:
             return Recorded(existing, created=False)
     body, monitor_result = _from_monitor(session, principal, body)
     nhs_number = _check(body, settings, now)
-    _lock_woman(session, principal.organisation_id, nhs_number)
+    _lock(session, principal, nhs_number, body.source_id)
     if body.source_id is not None:
         existing = _existing_by_source(session, principal, body.source_id)
         if existing is not None:
@@ -194,6 +215,7 @@ def record(
         session, principal=principal, body=body, nhs_number=nhs_number, on=on, settings=settings
     )
     contact = _contact_for(pregnancy, body, on, session)
+    session.flush()  # a new pregnancy and contact, in one flush
     reading = Reading(
         pregnancy_id=pregnancy.id,
         contact_id=contact.id,
@@ -208,49 +230,39 @@ def record(
         api_client_id=principal.id if principal.is_client else None,
         recorded_by_user_id=principal.id if principal.is_user else None,
     )
-    if body.source_id is None:  # only a source id can collide with a concurrent insert
-        session.add(reading)
-        session.flush()
-    else:
-        replay = _insert_or_replay(session, principal, reading, body.source_id)
-        if replay is not None:
-            return Recorded(replay, created=False)
-    if monitor_result is not None:
-        monitor_result.reading_id = reading.id
-    referrals.act_on_reading(
+    plan = referrals.plan_for_reading(
         session,
         reading=reading,
         pregnancy=pregnancy,
-        principal=principal,
         policy=referrals.policies_from(settings),
         now=now,
         first_reading=registered,
     )
-    audit.record(
+    if plan.referral is not None:
+        if plan.referral.id is None:
+            session.flush()
+        reading.referral_id = plan.referral.id
+    session.add(reading)
+    session.flush()
+    if monitor_result is not None:
+        monitor_result.reading_id = reading.id
+    audited: list[tuple[str, str | int, int | None]] = []
+    if registered:
+        audited.append((pregnancies.RECORD_TYPE, pregnancy.id, pregnancy.id))
+    if plan.opened:
+        assert plan.referral is not None
+        audited.append(("referral", plan.referral.id, pregnancy.id))
+    audited.append((RECORD_TYPE, reading.id, pregnancy.id))
+    audit.record_each(session, actor=principal, action=audit.Action.create, records=audited)
+    referrals.after_reading(
         session,
-        actor=principal,
-        action=audit.Action.create,
-        record_type=RECORD_TYPE,
-        record_id=reading.id,
-        subject_pregnancy_id=pregnancy.id,
+        plan,
+        reading=reading,
+        principal=principal,
+        now=now,
+        latest_reading=reading if registered else None,
     )
     return Recorded(reading, created=True)
-
-
-def _insert_or_replay(
-    session: Session, principal: Principal, reading: Reading, source_id: str
-) -> Reading | None:
-    """Insert the reading; None, or the stored one when a concurrent re-send got in first."""
-    try:
-        with session.begin_nested():
-            session.add(reading)
-    except IntegrityError:
-        # A concurrent re-send won the race: the unique constraint is the arbiter.
-        replay = _existing_by_source(session, principal, source_id)
-        if replay is None:
-            raise
-        return replay
-    return None
 
 
 def get_for_reader_or_raise(session: Session, *, principal: Principal, reading_id: int) -> Reading:

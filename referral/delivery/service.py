@@ -45,10 +45,13 @@ NOTIFY_CHANNEL = "exhale_outbox"
 _PENDING = OutboxStatus.pending.value
 
 
+_NOTIFY = select(func.pg_notify(NOTIFY_CHANNEL, ""))
+
+
 def notify_relay(session: Session) -> None:
     """Wake the relays when this transaction commits (PostgreSQL; SQLite relays poll)."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
+        session.execute(_NOTIFY)
 
 
 def _latest_reading(session: Session, pregnancy_id: int) -> Reading | None:
