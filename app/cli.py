@@ -137,7 +137,8 @@ def serve(
     """Serve the web app and API (without the worker)."""
     import uvicorn
 
-    from app.main import create_app, settle_heap
+    from app import serving
+    from app.logs import configure_logging
 
     settings = _settings()
     options: dict[str, Any] = {
@@ -148,11 +149,25 @@ def serve(
         "server_header": False,
     }
     if workers == 1:
+        from app.main import create_app, settle_heap
+
         application = create_app(settings)
         settle_heap()
         uvicorn.run(application, **options)
+    elif serving.reuse_port_supported():
+        # Each process binds the port itself, so the kernel spreads connections over them, and
+        # builds its own app (and connection pool) from the environment.
+        configure_logging(settings.log_level, json=settings.log_json)
+        supervisor = serving.Supervisor(
+            workers=workers, host=options.pop("host"), port=options.pop("port"), options=options
+        )
+        try:
+            code = supervisor.run()
+        except OSError as error:
+            typer.echo(f"Cannot listen on {supervisor.host}:{supervisor.port}: {error}", err=True)
+            raise typer.Exit(1) from None
+        raise typer.Exit(code)
     else:
-        # Each worker process builds its own app (and connection pool) from the environment.
         uvicorn.run("app.main:serving_app", factory=True, workers=workers, **options)
 
 
