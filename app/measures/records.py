@@ -30,10 +30,18 @@ from app.pregnancies.models import Pregnancy
 from referral.models import Referral, ServiceArea
 
 FEEDBACK_RECORD = "service_feedback"
+# Training and feedback dated earlier are typing mistakes (a year like 0291 or 1926): the
+# measures never count that far back.
+EARLIEST_DATE = dt.date(2000, 1, 1)
 
 
 def _invalid(field: str, message: str) -> InvalidInput:
     return InvalidInput(f"Check {field}.", fields=[FieldError(field, message)])
+
+
+def _check_not_too_early(field: str, day: dt.date) -> None:
+    if day < EARLIEST_DATE:
+        raise _invalid(field, f"is before {EARLIEST_DATE.isoformat()}; check the year")
 
 
 # --- the training register -------------------------------------------------------------------
@@ -105,6 +113,7 @@ def record_training(
 ) -> StaffTraining:
     if body.completed_on > today:
         raise _invalid("completed_on", "is in the future; record training once it is done")
+    _check_not_too_early("completed_on", body.completed_on)
     if body.expires_on is not None and body.expires_on <= body.completed_on:
         raise _invalid("expires_on", "must be after completed_on")
     training = StaffTraining(
@@ -177,6 +186,7 @@ def record_feedback(
         raise _invalid("referral_id", "give referral_id, or unit when there is no referral")
     if body.received_on > today:
         raise _invalid("received_on", "is in the future")
+    _check_not_too_early("received_on", body.received_on)
     pregnancy_id = None
     if body.referral_id is not None:
         referral = _referral_of_service(session, principal, body.referral_id)

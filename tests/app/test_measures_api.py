@@ -315,6 +315,13 @@ def test_a_lead_keeps_the_training_register_and_the_staff_measures_follow(
         headers=headers,
     )
     assert bad.status_code == 422 and fields(bad) == ["expires_on"]
+    typo = client.post(
+        f"/api/v1/measures/staff/{staff_id}/training",
+        json={"training": "co_monitoring", "completed_on": "1926-01-15"},
+        headers=headers,
+    )
+    assert typo.status_code == 422 and fields(typo) == ["completed_on"]
+    assert "check the year" in typo.text
 
     body = client.get(
         "/api/v1/measures", params={"from": "2026-02", "to": "2026-02"}, headers=headers
@@ -392,6 +399,7 @@ def test_the_service_records_feedback_and_the_lead_reads_it_without_the_referral
         ({"rating": 4, "received_on": "2026-03-01"}, 422, "referral_id"),
         ({"rating": 6, "unit": "X", "received_on": "2026-03-01"}, 422, "rating"),
         ({"rating": 4, "received_on": "2099-03-01", "unit": "X"}, 422, "received_on"),
+        ({"rating": 4, "received_on": "0291-05-09", "unit": "X"}, 422, "received_on"),
     ],
 )
 def test_feedback_that_cannot_be_stored_is_refused(
