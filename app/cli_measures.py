@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 from typing import Annotated
 
@@ -11,19 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.cli import CliError, cli, unit_of_work
-from app.db import utcnow
 from app.errors import ExhaleError
 from app.measures import bulk, demo, export, rollup, service
 from app.measures.models import StaffMember
-from app.measures.months import LONDON, Month
+from app.measures.months import Month, today_in_england
 from app.orgs.models import Organisation, OrganisationKind
 
 measures_cli = typer.Typer(help="The change package's monthly measures.", no_args_is_help=True)
 cli.add_typer(measures_cli, name="measures")
-
-
-def _today() -> dt.date:
-    return utcnow().astimezone(LONDON).date()
 
 
 @cli.command("demo-data")
@@ -42,7 +36,7 @@ def demo_data(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    today = _today()
+    today = today_in_england()
     first = Month.of(today).plus(-months).first_day
     with unit_of_work() as (_settings, session):
         units = _demo_units(session, unit)
@@ -112,7 +106,7 @@ def measures_export(
     settle_heap()
     with unit_of_work() as (settings, session):
         try:
-            start, end = service.month_range(first, last, today=_today())
+            start, end = service.month_range(first, last, today=today_in_england())
             units = None if unit is None else [service.unit_by_code(session, unit)]
         except ExhaleError as error:
             raise CliError(
@@ -131,5 +125,5 @@ def measures_refresh() -> None:
     """Recount the stored measures that writes have changed (the worker's refresh_measures job
     does this every minute); answers are exact either way, only faster once stored."""
     with unit_of_work() as (settings, session):
-        done = rollup.refresh(session, settings.measures, today=_today())
+        done = rollup.refresh(session, settings.measures, today=today_in_england())
     typer.echo(f"Recounted {done.pairs} unit-months ({done.marks} writes since the last refresh).")

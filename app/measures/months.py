@@ -9,6 +9,13 @@ from functools import cached_property
 from zoneinfo import ZoneInfo
 
 LONDON = ZoneInfo("Europe/London")
+
+
+def today_in_england() -> dt.date:
+    """Today's date in England, whose calendar months the measures count."""
+    return dt.datetime.now(dt.UTC).astimezone(LONDON).date()
+
+
 _LABEL = re.compile(r"^(\d{4})-(\d{2})$")
 
 
