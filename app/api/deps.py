@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from app.audit.service import write_pending_denials
+from app.audit.service import pending_denials, write_pending_denials
 from app.config import Settings
 from app.fields import MAX_RECORD_ID
 from app.logs import get_logger
@@ -22,17 +23,51 @@ async def get_settings_dep(request: Request) -> Settings:
     return settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One session per request, committed before the response is sent, rolled back on any error."""
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One session per request, committed before the response is sent, rolled back on any error.
+
+    Async, so that opening it (no I/O: it connects on first use) and closing a session the
+    endpoint already committed cost no worker-thread hop; committing or rolling back runs in a
+    worker thread, as every database call does.
+    """
     session: Session = request.app.state.sessionmaker()
     try:
         yield session
+    except BaseException:
+        await run_in_threadpool(_roll_back, session)
+        raise
+    if _idle(session):
+        session.close()
+    else:
+        await run_in_threadpool(_commit, session)
+
+
+def _idle(session: Session) -> bool:
+    """Nothing left to write or end: no transaction, no pending change, no denial to record."""
+    return not (
+        session.in_transaction()
+        or session.new
+        or session.dirty
+        or session.deleted
+        or pending_denials(session)
+    )
+
+
+def _commit(session: Session) -> None:
+    try:
         write_pending_denials(session)
         session.commit()
     except BaseException:
+        _roll_back(session)
+        raise
+    finally:
+        session.close()
+
+
+def _roll_back(session: Session) -> None:
+    try:
         session.rollback()
         _commit_denials_alone(session)
-        raise
     finally:
         session.close()
 

@@ -134,6 +134,10 @@ def record_denied(
     session.info.setdefault(_PENDING_DENIALS, []).append(AuditEvent(**values))
 
 
+def pending_denials(session: Session) -> bool:
+    return bool(session.info.get(_PENDING_DENIALS))
+
+
 def write_pending_denials(session: Session) -> None:
     for event in session.info.pop(_PENDING_DENIALS, []):
         session.add(event)
