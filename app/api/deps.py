@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
@@ -34,12 +35,14 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     try:
         yield session
     except BaseException:
-        await run_in_threadpool(_roll_back, session)
+        with anyio.CancelScope(shield=True):  # a cancelled request still ends its transaction
+            await run_in_threadpool(_roll_back, session)
         raise
     if _idle(session):
         session.close()
     else:
-        await run_in_threadpool(_commit, session)
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(_commit, session)
 
 
 def _idle(session: Session) -> bool:
