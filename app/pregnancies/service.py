@@ -231,10 +231,6 @@ def new(
     return pregnancy
 
 
-def audit_created(session: Session, principal: Principal, pregnancy: Pregnancy) -> None:
-    _audit(session, principal, audit.Action.create, pregnancy)
-
-
 def create(
     session: Session,
     *,
@@ -245,7 +241,7 @@ def create(
 ) -> Pregnancy:
     pregnancy = new(session, unit_id=unit_id, nhs_number=nhs_number, details=details)
     session.flush()
-    audit_created(session, principal, pregnancy)
+    _audit(session, principal, audit.Action.create, pregnancy)
     return pregnancy
 
 
