@@ -5,15 +5,17 @@ wakes first accepts a whole burst of new connections: an EPR's or a proxy's pool
 connections, opened together, all land on one process while the others idle. Here each process
 binds the port itself with ``SO_REUSEPORT``, and the kernel spreads new connections evenly over
 their sockets. A supervisor starts the processes, restarts one that dies, and stops them all on
-SIGTERM or SIGINT.
+SIGTERM or SIGINT; a process whose supervisor was killed outright stops itself.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import socket
 import threading
+import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
@@ -26,6 +28,7 @@ log = get_logger(__name__)
 # restarting it would fail the same way, so the supervisor stops instead.
 STARTUP_FAILURE = 3
 STOP_TIMEOUT_S = 30.0
+ORPHAN_CHECK_S = 1.0
 
 
 def reuse_port_supported() -> bool:
@@ -48,10 +51,20 @@ def listening_socket(host: str, port: int, *, shared: bool = True) -> socket.soc
     return sock
 
 
+def _stop_when_orphaned(supervisor_pid: int) -> None:
+    """SIGTERM this process once its supervisor is gone (killed outright, it could not stop
+    us), so that no web process lingers on the port without one."""
+    while os.getppid() == supervisor_pid:
+        time.sleep(ORPHAN_CHECK_S)
+    log.warning("web_process_orphaned", supervisor_pid=supervisor_pid)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _serve_one(host: str, port: int, options: dict[str, Any]) -> None:
     """One web process: its own socket on the shared port, the app built from the environment."""
     import uvicorn
 
+    threading.Thread(target=_stop_when_orphaned, args=(os.getppid(),), daemon=True).start()
     try:
         sock = listening_socket(host, port)
     except OSError as error:

@@ -3,6 +3,7 @@ SIGTERM stops them all, and a port already served is refused."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -70,8 +71,12 @@ def _serving(
         yield process, port
     finally:
         if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)  # its own session: the workers go too
+                process.wait()
         log.close()
 
 
@@ -161,3 +166,24 @@ def test_a_port_already_served_is_refused(fresh_database_url: str, tmp_path: Pat
         assert second.returncode == 1
         assert f"Cannot listen on 127.0.0.1:{port}" in second.stderr.decode()
         assert _ready(f"http://127.0.0.1:{port}")
+
+
+def test_the_processes_stop_when_the_supervisor_is_killed_outright(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    migrate.upgrade(fresh_database_url)
+    with _serving(fresh_database_url, tmp_path, workers=2) as (process, port):
+        workers = _workers(process.pid)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        for pid in workers:
+            _wait(f"orphaned process {pid} gone", lambda pid=pid: not _alive(pid), timeout_s=30)
+        assert not _ready(f"http://127.0.0.1:{port}")
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, dead but not yet reaped by init, counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
