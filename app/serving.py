@@ -20,13 +20,12 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
 
+from uvicorn.config import STARTUP_FAILURE
+
 from app.logs import get_logger
 
 log = get_logger(__name__)
 
-# uvicorn's exit code for a process that could not start serving (a broken app, port or TLS):
-# restarting it would fail the same way, so the supervisor stops instead.
-STARTUP_FAILURE = 3
 STOP_TIMEOUT_S = 30.0
 ORPHAN_CHECK_S = 1.0
 
@@ -114,6 +113,8 @@ class Supervisor:
             for index, process in enumerate(self.processes):
                 if process.is_alive():
                     continue
+                # uvicorn's exit code for a process that could not start serving (a broken app,
+                # port or TLS): restarting it would fail the same way, so stop instead.
                 if process.exitcode == STARTUP_FAILURE:
                     log.error("web_process_failed_to_start", pid=process.pid)
                     code = 1

@@ -36,3 +36,9 @@ def run_exhale(
         timeout=timeout_s,
         check=False,
     )
+
+
+def child_pids(pid: int) -> list[int]:
+    """The process's children, from /proc (Linux)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []

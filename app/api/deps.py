@@ -61,10 +61,9 @@ def _commit(session: Session) -> None:
         write_pending_denials(session)
         session.commit()
     except BaseException:
-        _roll_back(session)
+        _roll_back(session)  # closes the session
         raise
-    finally:
-        session.close()
+    session.close()
 
 
 def _roll_back(session: Session) -> None:

@@ -17,16 +17,14 @@ from pathlib import Path
 import httpx
 
 from app import migrate
-from tests.helpers import REPO, exhale_env, free_port
+from tests.helpers import REPO, child_pids, exhale_env, free_port
 
 CONNECTIONS = 20
 
 
 def _workers(pid: int) -> list[int]:
     """The supervisor's web processes (multiprocessing's resource tracker left out)."""
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    children = [int(p) for p in path.read_text().split()] if path.exists() else []
-    return [c for c in children if b"resource_tracker" not in _cmdline(c)]
+    return [c for c in child_pids(pid) if b"resource_tracker" not in _cmdline(c)]
 
 
 def _cmdline(pid: int) -> bytes:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers import REPO, exhale_env, free_port
+from tests.helpers import REPO, child_pids, exhale_env, free_port
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> httpx.Response:
@@ -27,11 +27,6 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float) ->
             pass
         time.sleep(0.3)
     raise AssertionError(f"{url} not ready within {timeout_s} s")
-
-
-def _children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
 def test_run_serves_with_the_worker_and_stops_both_on_ctrl_c(
@@ -52,7 +47,7 @@ def test_run_serves_with_the_worker_and_stops_both_on_ctrl_c(
         assert ready.json() == {"status": "ready"}
         printed = (tmp_path / "stdout").read_text()
         assert re.search(r"username: admin\s+password: \S+", printed), printed
-        workers = _children(process.pid)
+        workers = child_pids(process.pid)
         assert len(workers) == 1, "exactly one worker process beside the web server"
         deadline = time.monotonic() + 30
         while b"worker_started" not in (tmp_path / "stderr").read_bytes():
