@@ -5,7 +5,9 @@ advisory lock, or a file lock beside the SQLite database). A second worker stand
 when the first stops, so replicas never run a job twice. The advisory lock lives as long as the
 leader's database session: when PostgreSQL restarts or fails over, the session and the lock are
 gone, so the leader checks its session every ``lock_retry_s`` and, when it has lost it, stops its
-scheduler and contends for the lock again like any standby.
+scheduler and contends for the lock again like any standby. A job it had started by then runs
+on to its end; each job holds a lock of its own while it runs (``LeaderLock.job_running``), so
+the new leader skips that job until it has finished rather than run it at the same time.
 
 Loops (``LOOPS``) are different: every worker runs them from its start, leader or standby, each
 in its own thread. The webhook relay is one: it claims its work row by row, so several relays
@@ -19,7 +21,9 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -42,6 +46,8 @@ log = get_logger("exhale.worker")
 
 # Advisory lock key: the ASCII of "exhale" as a bigint, recognisable in pg_locks.
 LEADER_LOCK_KEY = int.from_bytes(b"exhale", "big")
+# A running job's lock: (this key space, the CRC-32 of its name), a key space apart from the first.
+JOB_LOCK_SPACE = int.from_bytes(b"job", "big")
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,29 @@ class LeaderLock:
         connection.close()
         return False
 
+    @contextmanager
+    def job_running(self, name: str) -> Iterator[bool]:
+        """Hold job ``name``'s own lock while it runs: True if this process got it, False while
+        another worker is still running that job.
+
+        The leader lock alone leaves a gap: a leader whose session ended mid-job runs on until
+        the job ends, while a new leader may start the same job. This lock is held on a
+        connection of its own for the job's whole run, so the new leader skips it. A file lock
+        (SQLite) cannot be lost, so there it is always True.
+        """
+        if self._path is not None:
+            yield True
+            return
+        key = {"space": JOB_LOCK_SPACE, "job": zlib.crc32(name.encode()) - 2**31}
+        connection = self._engine.connect()
+        try:
+            got = connection.execute(_TRY_JOB_LOCK, key).scalar_one()
+            connection.commit()
+            yield bool(got)
+        finally:
+            connection.invalidate()  # ending the session releases the lock, whatever happened
+            connection.close()
+
     def release(self) -> None:
         with self._guard:
             self._release()
@@ -160,6 +189,9 @@ class LeaderLock:
             finally:
                 self._connection.invalidate()  # never hand a lock-holding connection to the pool
                 self._connection = None
+
+
+_TRY_JOB_LOCK = text("SELECT pg_try_advisory_lock(:space, :job)")
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:
@@ -260,7 +292,11 @@ def _run_job(job: Job, lock: LeaderLock, sessionmaker: Any, settings: Settings) 
     started_at = utcnow()
     started = time.monotonic()
     try:
-        job.run(sessionmaker, settings)
+        with lock.job_running(job.name) as got:
+            if not got:
+                log.warning("job_skipped", job=job.name, reason="another worker is running it")
+                return
+            job.run(sessionmaker, settings)
     except Exception as error:
         log.error("job_failed", job=job.name, error_type=type(error).__name__, exc_info=error)
         return

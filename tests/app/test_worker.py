@@ -22,7 +22,7 @@ from app.identity.service import SessionPolicy, digest, start_web_session
 from app.measures import rollup
 from app.measures.jobs import refresh_measures_job
 from app.measures.models import MeasureMark
-from app.worker import LeaderLock, job_intervals
+from app.worker import Job, LeaderLock, _run_job, job_intervals
 from tests import factories
 from tests.app.access_world import build_side
 from tests.helpers import REPO, exhale_env
@@ -133,3 +133,43 @@ def test_job_intervals_can_be_set_by_name_and_an_unknown_name_is_refused(
     typo = settings.model_copy(update={"worker": WorkerSettings(job_intervals_s={"prune": 30})})
     with pytest.raises(ConfigError, match="names no job: prune; the jobs are"):
         job_intervals(typo)
+
+
+@pytest.mark.postgres
+def test_a_job_still_running_under_a_lost_leader_is_skipped_by_the_new_one(
+    settings: Settings, engine: Engine
+) -> None:
+    """A leader whose session ended mid-job runs that job to its end; the new leader must not
+    start the same job meanwhile, and runs it as usual once it has finished."""
+    ran: list[str] = []
+    job = Job("probe", interval_s=60, run=lambda *_: ran.append("new leader"))
+    new_leader = LeaderLock(settings, engine)
+    assert new_leader.try_acquire()
+    try:
+        with LeaderLock(settings, engine).job_running("probe") as old_leader_running:
+            assert old_leader_running
+            _run_job(job, new_leader, make_sessionmaker(engine), settings)
+            assert ran == []
+        _run_job(job, new_leader, make_sessionmaker(engine), settings)
+        assert ran == ["new leader"]
+    finally:
+        new_leader.release()
+
+
+@pytest.mark.postgres
+def test_a_job_runs_under_its_own_lock_and_gives_it_up_when_it_fails(
+    settings: Settings, engine: Engine
+) -> None:
+    def fails(*_: object) -> None:
+        raise RuntimeError("the job broke")
+
+    leader = LeaderLock(settings, engine)
+    assert leader.try_acquire()
+    try:
+        _run_job(
+            Job("probe", interval_s=60, run=fails), leader, make_sessionmaker(engine), settings
+        )
+        with LeaderLock(settings, engine).job_running("probe") as got:
+            assert got  # the failed run left no lock behind
+    finally:
+        leader.release()
