@@ -100,6 +100,8 @@ class DeliverySettings(BaseModel):
     retry_after_cap_s: float = Field(default=24 * 3600.0, gt=0, le=7 * 24 * 3600)
     max_response_bytes: int = Field(default=64 * 1024, ge=0, le=16 * 1024 * 1024)
     secret_overlap_hours: float = Field(default=24.0, ge=0, le=24 * 30)
+    # Days a delivered message keeps her details; then only its ids, status and API path remain.
+    delivered_payload_days: int = Field(default=30, ge=1, le=3650)
     allow_private_destinations: bool | None = None  # None: allowed in development only
 
     @model_validator(mode="after")

@@ -40,7 +40,7 @@ from app.identity.jobs import prune_sessions_job
 from app.logs import get_logger
 from app.measures.jobs import refresh_measures_job
 from app.oauth.jobs import prune_oauth_job
-from referral.delivery.jobs import delivery_backlog_job, relay_loop
+from referral.delivery.jobs import delivery_backlog_job, reduce_payloads_job, relay_loop
 
 log = get_logger("exhale.worker")
 
@@ -65,6 +65,7 @@ JOBS: list[Job] = [
     Job("prune_oauth_tokens", interval_s=600, run=prune_oauth_job),
     Job("webhook_backlog_report", interval_s=300, run=delivery_backlog_job),
     Job("refresh_measures", interval_s=60, run=refresh_measures_job),
+    Job("reduce_delivered_payloads", interval_s=3600, run=reduce_payloads_job),
 ]
 
 

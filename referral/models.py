@@ -99,6 +99,7 @@ class OutboxMessage(Base):
     __tablename__ = "outbox_message"
     __table_args__ = (
         Index("ix_outbox_message_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_outbox_message_status_delivered_at", "status", "delivered_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -116,3 +117,5 @@ class OutboxMessage(Base):
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When a delivered message's payload was cut to its thin form (no patient details).
+    payload_reduced_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

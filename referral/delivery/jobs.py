@@ -9,6 +9,7 @@ relay polls every ``poll_interval_s`` (0.5 s).
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 
 import psycopg
@@ -17,12 +18,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.db import session_scope
+from app.db import session_scope, utcnow
 from app.logs import get_logger
 from referral.delivery.admin import count_undelivered
 from referral.delivery.relay import Relay
 from referral.delivery.safety import DestinationPolicy
-from referral.delivery.service import NOTIFY_CHANNEL
+from referral.delivery.service import NOTIFY_CHANNEL, reduce_delivered_payloads
 
 log = get_logger(__name__)
 
@@ -101,3 +102,20 @@ def delivery_backlog_job(factory: sessionmaker[Session], settings: Settings) -> 
     elif totals["pending"]:
         log.info("webhook_backlog", **totals, by_service=by_service)
     return totals
+
+
+def reduce_payloads_job(factory: sessionmaker[Session], settings: Settings) -> int:
+    """Cut every message delivered more than ``delivered_payload_days`` ago to its thin form, in
+    batches of one transaction each. Returns how many."""
+    now = utcnow()
+    before = now - dt.timedelta(days=settings.delivery.delivered_payload_days)
+    total = 0
+    while True:
+        with session_scope(factory) as session:
+            done = reduce_delivered_payloads(session, delivered_before=before, now=now)
+        total += done
+        if done == 0:
+            break
+    if total:
+        log.info("delivered_payloads_reduced", count=total, older_than_days=(now - before).days)
+    return total

@@ -35,6 +35,7 @@ from referral.delivery.webhooks import (
     envelope,
     new_secret,
     new_webhook_id,
+    project,
     referral_data,
 )
 from referral.models import OutboxMessage, OutboxStatus, Referral
@@ -111,6 +112,34 @@ def enqueue_referral_event(
     session.flush()
     notify_relay(session)
     return message
+
+
+def reduce_delivered_payloads(
+    session: Session, *, delivered_before: dt.datetime, now: dt.datetime, limit: int = 500
+) -> int:
+    """Cut up to ``limit`` messages delivered before ``delivered_before`` to their thin form.
+
+    A delivered message is never sent again, so once the service has had it for the retention
+    period the copy of her details it holds has no further use. What stays is what a ``thin``
+    destination receives (the referral's id, service, status and API path) with the event type
+    and time: enough to say what was sent, when, and about which referral. Returns how many.
+    """
+    statement = (
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.status == OutboxStatus.delivered.value,
+            OutboxMessage.delivered_at < delivered_before,
+            OutboxMessage.payload_reduced_at.is_(None),
+        )
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+    )
+    messages = list(session.scalars(statement))
+    for message in messages:
+        message.payload = project(message.payload, PayloadMode.thin)
+        message.payload_reduced_at = now
+    session.flush()
+    return len(messages)
 
 
 # Destinations and secrets

@@ -173,3 +173,7 @@ def test_a_job_runs_under_its_own_lock_and_gives_it_up_when_it_fails(
             assert got  # the failed run left no lock behind
     finally:
         leader.release()
+
+
+def test_delivered_payloads_are_reduced_hourly(settings: Settings) -> None:
+    assert job_intervals(settings)["reduce_delivered_payloads"] == 3600
