@@ -173,7 +173,7 @@ def serve(
 
 @cli.command()
 def worker() -> None:
-    """Run the background worker (scheduled jobs). Stops cleanly on SIGTERM or Ctrl-C."""
+    """Run the worker: webhook delivery and scheduled jobs. Stops cleanly on SIGTERM or Ctrl-C."""
     from app.worker import run_worker
 
     run_worker(_settings())

@@ -30,9 +30,11 @@ def demo_data(
     months: Annotated[int, typer.Option(min=1, max=60, help="Bookings spread over this.")] = 12,
     seed: Annotated[int, typer.Option(help="Same seed, same population.")] = 1,
 ) -> None:
-    """Add a synthetic population: bookings over the last MONTHS months, tests, referrals,
-    quit attempts, births, and each unit's training register (made once, on the first run at a
-    unit). For demonstrations only: use a database nobody else is writing to."""
+    """Add a synthetic population, for demonstrations only.
+
+    Bookings over the last MONTHS months, with tests, referrals, quit attempts and births,
+    and each unit's training register (made once, on the first run at a unit).
+    Use a database nobody else is writing to."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 

@@ -103,7 +103,9 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
         lib.handlers[:] = []
         lib.propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # our middleware logs requests, no queries
-    logging.getLogger("apscheduler").setLevel(max(logging.getLevelName(level), logging.INFO))
+    # The worker logs each job's run itself (job_ran, job_failed, job_skipped, by job name);
+    # APScheduler's own lines at INFO repeat that twice a run. Its warnings (a run missed) stay.
+    logging.getLogger("apscheduler").setLevel(max(logging.getLevelName(level), logging.WARNING))
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(max(logging.getLevelName(level), logging.WARNING))
 

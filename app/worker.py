@@ -267,6 +267,7 @@ def _lead(
             seconds=intervals[job.name],
             args=[job, lock, sessionmaker, settings],
             id=job.name,
+            name=job.name,  # APScheduler's warnings name the job, not the function running it
             max_instances=1,
             coalesce=True,
             **job.options,

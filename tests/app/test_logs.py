@@ -53,3 +53,16 @@ def test_access_log_names_the_route_not_the_query(
     assert records[-1]["route"] == "/healthz"
     assert records[-1]["status"] == 200
     assert "9434765919" not in json.dumps(records)
+
+
+def test_the_schedulers_routine_lines_are_left_to_the_workers_own(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """APScheduler's INFO lines ("Running job ...", "executed successfully") twice a minute would
+    bury the worker's own job_ran lines; its warnings, such as a missed run, still show."""
+    configure_logging("INFO", json=True)
+    scheduler = logging.getLogger("apscheduler.executors.default")
+    scheduler.info('Running job "refresh_measures"')
+    scheduler.warning('Run time of job "refresh_measures" was missed by 0:00:05')
+    events = [record["event"] for record in _json_lines(capsys.readouterr().err)]
+    assert events == ['Run time of job "refresh_measures" was missed by 0:00:05']
