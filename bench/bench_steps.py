@@ -30,16 +30,6 @@ from bench_ingest import Women, _closed_loop, baseline
 HERE = Path(__file__).resolve().parent
 
 
-def _export(ref: str, into: Path) -> Path:
-    tree = into / ref.replace("/", "_")
-    tree.mkdir()
-    archive = subprocess.run(
-        ["git", "archive", ref], cwd=HERE.parent, check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    return tree
-
-
 def _round_trips(tree: Path) -> str:
     env = {**os.environ, "BENCH_APP_ROOT": str(tree)}
     answer = subprocess.run(
@@ -62,7 +52,7 @@ def main() -> None:
     women = Women(random.randrange(0, 50_000_000))
     rows = []
     with tempfile.TemporaryDirectory() as folder, common.throwaway_database() as url:
-        trees = {ref: _export(ref, Path(folder)) for ref in args.refs}
+        trees = {ref: common.export_tree(ref, Path(folder)) for ref in args.refs}
         world = common.seed(url)
         print(f"machine: {common.machine(url)}")
         raw = [baseline(url, world, women, seconds=args.seconds, connections=args.connections)]

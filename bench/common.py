@@ -41,6 +41,18 @@ SERVER_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0
 LOGS = ROOT / "var" / "bench"
 
 
+def export_tree(ref: str, into: Path) -> Path:
+    """The source tree of git commit ``ref`` (``git archive``), in a new folder below ``into``."""
+    tree = into / ref.replace("/", "_")
+    tree.mkdir()
+    repo = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(
+        ["git", "archive", ref], cwd=repo, check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
 def database_url(name: str) -> str:
     url = normalise_database_url(SERVER_URL).set(database=name)
     return url.render_as_string(hide_password=False)
