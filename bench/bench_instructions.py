@@ -8,9 +8,10 @@ answer, the commit: what ``POST /api/v1/readings`` does without HTTP) for a new 
 ``--warm`` times and then ``--readings`` times, and prints the instructions per reading of the
 second part. Each REF (a git commit; default: the working tree) is exported and measured in its
 own process, in parallel, against one throwaway PostgreSQL database, so the REFs must share its
-schema. PostgreSQL's own work is not counted.
+schema. PostgreSQL's own work is not counted. ``--ceiling`` adds the same request's statements
+sent by hand (``ceiling_app.py``) through SQLAlchemy Core and through psycopg, in process too.
 
-    python bench/bench_instructions.py [REF ...] [--readings 30] [--warm 10]
+    python bench/bench_instructions.py [REF ...] [--ceiling] [--readings 30] [--warm 10]
 
 Under valgrind Python runs about fifty times slower: two REFs take about three minutes.
 """
@@ -18,6 +19,7 @@ Under valgrind Python runs about fifty times slower: two REFs take about three m
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import random
 import re
@@ -25,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -35,8 +38,8 @@ import common
 HERE = Path(__file__).resolve().parent
 
 
-def _record_readings(warm: int, readings: int) -> None:
-    """The measured process: the tree in ``BENCH_APP_ROOT`` records readings in process."""
+def _app_reading() -> Callable[[], None]:
+    """One reading recorded in process by the tree in ``BENCH_APP_ROOT``."""
     from bench_ingest import Women, body
 
     import app.main  # noqa: F401  (the app's listeners, as when it serves)
@@ -61,16 +64,50 @@ def _record_readings(warm: int, readings: int) -> None:
             service.to_read(session, recorded.reading).model_dump_json()
             session.commit()
 
+    return one
+
+
+def _ceiling_reading(stack: str) -> Callable[[], None]:
+    """One reading's statements sent by hand (``ceiling_app.py``): ``core`` through SQLAlchemy
+    Core, ``raw`` through psycopg's async connection (one event loop, as a server has)."""
+    os.environ["CEILING_DATABASE_URL"] = common.libpq_url(os.environ["BENCH_INSTRUCTIONS_URL"])
+    import ceiling_app
+    from bench_ingest import Women, body
+
+    from app.db import utcnow
+    from app.readings.schemas import ReadingCreate
+
+    api_key = os.environ["BENCH_INSTRUCTIONS_KEY"]
+    women = Women(random.randrange(0, 50_000_000))
+    loop = asyncio.new_event_loop()
+
+    def one() -> None:
+        request = ReadingCreate.model_validate(body(women.next(), utcnow()))
+        if stack == "core":
+            ceiling_app._core_reading(request, f"Bearer {api_key}")
+        else:
+            answer = loop.run_until_complete(ceiling_app._CONNECTIONS.record(request, api_key))
+            answer.model_dump_json()
+
+    return one
+
+
+def _measured(stack: str, warm: int, readings: int) -> None:
+    """The process valgrind counts: ``warm`` readings, a marker, ``readings`` readings, a
+    marker (callgrind dumps its counts at each call of getppid)."""
+    one = _app_reading() if stack == "app" else _ceiling_reading(stack)
     for _ in range(warm):
         one()
-    os.getppid()  # callgrind dumps its counts on each call (--dump-before=getppid)
+    os.getppid()
     for _ in range(readings):
         one()
     os.getppid()
 
 
-def _instructions(tree: Path, url: str, api_key: str, *, warm: int, readings: int) -> int:
-    """Instructions per reading for the source tree ``tree``."""
+def _instructions(
+    tree: Path, url: str, api_key: str, *, warm: int, readings: int, stack: str = "app"
+) -> int:
+    """Instructions per reading of ``stack`` (``app``: the source tree ``tree``)."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "callgrind.out"
         env = {
@@ -80,7 +117,7 @@ def _instructions(tree: Path, url: str, api_key: str, *, warm: int, readings: in
             "BENCH_INSTRUCTIONS_KEY": api_key,
         }
         command = ["valgrind", "--tool=callgrind", "--dump-before=getppid"]
-        command += [f"--callgrind-out-file={out}", sys.executable, __file__, "--measured"]
+        command += [f"--callgrind-out-file={out}", sys.executable, __file__, "--measured", stack]
         command += ["--warm", str(warm), "--readings", str(readings)]
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -99,10 +136,15 @@ def main() -> None:
     parser.add_argument("refs", nargs="*", help="git commits (default: the working tree)")
     parser.add_argument("--readings", type=int, default=30)
     parser.add_argument("--warm", type=int, default=10)
-    parser.add_argument("--measured", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also the same statements sent by hand (bench_ceiling's core and raw stacks)",
+    )
+    parser.add_argument("--measured", choices=("app", "core", "raw"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measured:
-        _record_readings(args.warm, args.readings)
+        _measured(args.measured, args.warm, args.readings)
         return
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
@@ -112,16 +154,25 @@ def main() -> None:
         }
         world = common.seed(url)
         print(f"machine: {common.machine(url)}")
+        runs = [(ref, tree, "app") for ref, tree in trees.items()]
+        if args.ceiling:  # the stacks do not depend on the tree: this checkout's bench/
+            runs += [(f"by hand, {stack}", HERE.parent, stack) for stack in ("core", "raw")]
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             counts = {
-                ref: pool.submit(
-                    _instructions, tree, url, world.api_key, warm=args.warm, readings=args.readings
+                name: pool.submit(
+                    _instructions,
+                    tree,
+                    url,
+                    world.api_key,
+                    warm=args.warm,
+                    readings=args.readings,
+                    stack=stack,
                 )
-                for ref, tree in trees.items()
+                for name, tree, stack in runs
             }
             for ref, count in counts.items():
                 print(
-                    f"{ref:>12}: {count.result() / 1e6:.2f} million instructions per reading "
+                    f"{ref:>14}: {count.result() / 1e6:.2f} million instructions per reading "
                     f"({args.readings} readings after {args.warm})"
                 )
 
