@@ -74,16 +74,13 @@ def record(
     Written at once with a Core INSERT on the session's connection: nothing reads the row back,
     so the ORM's unit of work (a third of the CPU of a flush that carries it) is not needed.
     """
-    values = _values(
-        actor,
+    record_each(
+        session,
+        actor=actor,
         action=action,
-        outcome="allowed",
-        record_type=record_type,
-        record_id=record_id,
-        subject_pregnancy_id=subject_pregnancy_id,
+        records=[(record_type, record_id, subject_pregnancy_id)],
         detail=detail,
     )
-    session.connection().execute(_INSERT, values)
 
 
 def record_each(
@@ -91,10 +88,11 @@ def record_each(
     *,
     actor: Principal | None,
     action: str,
-    records: Sequence[tuple[str, str | int, int | None]],
+    records: Sequence[tuple[str | None, str | int | None, int | None]],
+    detail: dict[str, Any] | None = None,
 ) -> None:
     """Several allowed actions of one kind, as (record type, record id, subject pregnancy id),
-    in one statement in the current transaction."""
+    in one statement in the current transaction; ``detail`` goes on each."""
     rows = [
         _values(
             actor,
@@ -103,7 +101,7 @@ def record_each(
             record_type=record_type,
             record_id=record_id,
             subject_pregnancy_id=subject,
-            detail=None,
+            detail=detail,
         )
         for record_type, record_id, subject in records
     ]
