@@ -24,7 +24,6 @@ import random
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
-from bench_ingest import Women, _client, _post, baseline
+from bench_ingest import Women, _closed_loop, baseline
 
 STACKS = ("exhale", "core", "fastapi", "raw")
 
@@ -79,45 +78,6 @@ def _listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-async def _loop(
-    bases: list[str],
-    key: str,
-    women: Women,
-    meter: common.CpuMeter,
-    *,
-    seconds: float,
-    connections: int,
-) -> tuple[float, float, float, Counter[int]]:
-    """Closed loop with the connections spread over ``bases``: readings/s, CPU ms per reading
-    (the measured processes, PostgreSQL) and the status codes."""
-    statuses: Counter[int] = Counter()
-    counting, done = False, 0
-    stop = asyncio.Event()
-    clients = [_client(base, key, connections) for base in bases]
-    try:
-
-        async def worker(index: int) -> None:
-            nonlocal done
-            while not stop.is_set():
-                statuses[await _post(clients[index % len(clients)], women)] += 1
-                if counting:
-                    done += 1
-
-        tasks = [asyncio.create_task(worker(i)) for i in range(connections)]
-        await asyncio.sleep(min(2.0, seconds / 4))  # warm-up: connections, pools, caches
-        meter.start()
-        counting, started = True, time.perf_counter()
-        await asyncio.sleep(seconds)
-        counted, ended = max(done, 1), time.perf_counter()
-        own, pg = meter.stop()
-        stop.set()
-        await asyncio.gather(*tasks)
-    finally:
-        for client in clients:
-            await client.close()
-    return counted / (ended - started), own * 1000 / counted, pg * 1000 / counted, statuses
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0)
@@ -137,26 +97,26 @@ def main() -> None:
                 with common.web_server(url, workers=2) as (base, process):
                     meter = common.CpuMeter(url, common.process_tree(process.popen.pid))
                     result = asyncio.run(
-                        _loop(
+                        _closed_loop(
                             [base],
                             world.api_key,
                             women,
-                            meter,
                             seconds=seconds,
                             connections=args.connections,
+                            meter=meter,
                         )
                     )
             else:
                 with _ceiling_servers(url, name) as (bases, pids):
                     meter = common.CpuMeter(url, pids)
                     result = asyncio.run(
-                        _loop(
+                        _closed_loop(
                             bases,
                             world.api_key,
                             women,
-                            meter,
                             seconds=seconds,
                             connections=args.connections,
+                            meter=meter,
                         )
                     )
             rows.append((name, *result))
@@ -168,7 +128,7 @@ def main() -> None:
         f"({', '.join(f'{r[0]:,.0f}' for r in raw)}), CPU {cpu_raw:.2f} ms per transaction"
     )
     print(f"2 web processes each, {args.connections} connections, {seconds:.0f} s each")
-    for name, rate, cpu, pg_cpu, statuses in rows:
+    for name, rate, statuses, cpu, pg_cpu in rows:
         bad = {s: n for s, n in statuses.items() if s != 201}
         print(
             f"{name:>8}: {rate:6,.0f} readings/s, ratio {rate / rate_raw:.2f}; CPU per reading "

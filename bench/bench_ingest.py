@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
 import json
@@ -31,6 +32,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -205,22 +207,32 @@ async def _post(client: aiohttp.ClientSession, women: Women) -> int:
 
 
 async def _closed_loop(
-    base: str, key: str, women: Women, *, seconds: float, connections: int, meter: common.CpuMeter
+    base: str | Sequence[str],
+    key: str,
+    women: Women,
+    *,
+    seconds: float,
+    connections: int,
+    meter: common.CpuMeter,
 ) -> tuple[float, Counter[int], float, float]:
+    """Readings/s, the status codes, and CPU ms per reading (the metered processes, PostgreSQL)
+    with ``connections`` connections posting as fast as answered, spread over ``base``'s URLs."""
+    bases = [base] if isinstance(base, str) else list(base)
     statuses: Counter[int] = Counter()
     counting = False
     done = 0
     stop = asyncio.Event()
-    async with _client(base, key, connections) as client:
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(_client(url, key, connections)) for url in bases]
 
-        async def worker() -> None:
+        async def worker(client: aiohttp.ClientSession) -> None:
             nonlocal done
             while not stop.is_set():
                 statuses[await _post(client, women)] += 1
                 if counting:
                     done += 1
 
-        tasks = [asyncio.create_task(worker()) for _ in range(connections)]
+        tasks = [asyncio.create_task(worker(clients[i % len(clients)])) for i in range(connections)]
         await asyncio.sleep(min(1.0, seconds / 5))  # warm-up: connections, pools, caches
         meter.start()
         counting, started = True, time.perf_counter()
