@@ -10,10 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.cli import CliError, cli, unit_of_work
+from app.clock import local_today
 from app.errors import ExhaleError
 from app.measures import bulk, demo, export, rollup, service
 from app.measures.models import StaffMember
-from app.measures.months import Month, today_in_england
+from app.measures.months import Month
 from app.orgs.models import Organisation, OrganisationKind
 
 measures_cli = typer.Typer(help="The change package's monthly measures.", no_args_is_help=True)
@@ -38,7 +39,7 @@ def demo_data(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    today = today_in_england()
+    today = local_today()
     first = Month.of(today).plus(-months).first_day
     with unit_of_work() as (_settings, session):
         units = _demo_units(session, unit)
@@ -108,7 +109,7 @@ def measures_export(
     settle_heap()
     with unit_of_work() as (settings, session):
         try:
-            start, end = service.month_range(first, last, today=today_in_england())
+            start, end = service.month_range(first, last, today=local_today())
             units = None if unit is None else [service.unit_by_code(session, unit)]
         except ExhaleError as error:
             raise CliError(
@@ -127,5 +128,5 @@ def measures_refresh() -> None:
     """Recount the stored measures that writes have changed (the worker's refresh_measures job
     does this every minute); answers are exact either way, only faster once stored."""
     with unit_of_work() as (settings, session):
-        done = rollup.refresh(session, settings.measures, today=today_in_england())
+        done = rollup.refresh(session, settings.measures, today=local_today())
     typer.echo(f"Recounted {done.pairs} unit-months ({done.marks} writes since the last refresh).")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BeforeValidator, Field, StrictInt
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StrictInt
 
 
 def _text_only(value: Any) -> Any:
@@ -26,4 +26,10 @@ MAX_RECORD_ID = 2**31 - 1
 RecordRef = Annotated[StrictInt, Field(ge=1, le=MAX_RECORD_ID)]
 
 IsoDate = Annotated[dt.date, BeforeValidator(_text_only)]
-IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_text_only)]
+# A time is kept and answered in UTC whatever offset it came with, so the answer to a request is
+# the same as every later read of what it stored.
+IsoDatetime = Annotated[
+    AwareDatetime,
+    BeforeValidator(_text_only),
+    AfterValidator(lambda moment: moment.astimezone(dt.UTC)),
+]

@@ -19,7 +19,8 @@ from dataclasses import dataclass, replace
 from typing import ClassVar, TypeVar, assert_never
 from zoneinfo import ZoneInfo
 
-LONDON = ZoneInfo("Europe/London")
+from app.clock import LONDON
+
 CO_PPM_MAX = 500  # top of the range of the handheld monitors in use (Bedfont piCO, MicroCO)
 
 

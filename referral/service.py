@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, aliased
 
 from app.audit import service as audit
+from app.clock import local_date
 from app.config import Settings
 from app.errors import Conflict, FieldError, InvalidInput
 from app.identity.principal import Principal
@@ -197,7 +198,7 @@ def plan_for_reading(
     facts = rules.ReadingFacts(
         outcome=rules.ReadingOutcome(reading.outcome),
         smoking_status=rules.SmokingStatus(reading.smoking_status),
-        tested_on=reading.measured_at.astimezone(lifecycle.LONDON).date(),
+        tested_on=local_date(reading.measured_at),
         co_ppm=reading.co_ppm,
         stopped_smoking_on=reading.stopped_smoking_on,
         earlier_referral_outcomes=closed,

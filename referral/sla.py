@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
-LONDON = ZoneInfo("Europe/London")
+from app.clock import LONDON
+
 WORKING_DAY_STARTS = dt.time(9, 0)
 
 

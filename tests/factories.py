@@ -7,6 +7,7 @@ import itertools
 
 from sqlalchemy.orm import Session
 
+from app.clock import local_date
 from app.identity.models import ApiClient, ClientRole, User
 from app.identity.passwords import hash_password
 from app.identity.service import create_api_client
@@ -85,8 +86,11 @@ def make_pregnancy(
     *,
     unit: Organisation,
     nhs_number: str = "9434765919",
-    estimated_due_date: dt.date = dt.date(2027, 3, 1),
+    estimated_due_date: dt.date | None = None,
 ) -> Pregnancy:
+    """A pregnancy at 180 days' gestation today, unless a due date is given."""
+    if estimated_due_date is None:
+        estimated_due_date = local_date(dt.datetime.now(dt.UTC)) + dt.timedelta(days=100)
     pregnancy = Pregnancy(
         unit=unit,
         nhs_number=nhs_number,

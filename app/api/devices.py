@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query, Response
 from app.api.auth import require
 from app.api.deps import SessionDep, SettingsDep
 from app.api.strict_json import StrictJsonRoute
+from app.clock import local_date
 from app.db import utcnow
 from app.identity.principal import Principal
 from app.monitors import service
@@ -21,7 +22,6 @@ from app.monitors.schemas import (
     MonitorUpdate,
     Serial,
 )
-from app.readings.service import local_date
 
 router = APIRouter(prefix="/api/v1", tags=["monitors"], route_class=StrictJsonRoute)
 

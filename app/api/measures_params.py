@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import Query
 
+from app.clock import local_date
 from app.db import utcnow
-from app.measures.months import LONDON
 
 UnitQuery = Annotated[
     str | None,
@@ -34,4 +34,4 @@ BaselineToQuery = Annotated[str | None, Query(description="...to this one (YYYY-
 
 
 def today() -> dt.date:
-    return utcnow().astimezone(LONDON).date()
+    return local_date(utcnow())

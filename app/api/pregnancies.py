@@ -13,6 +13,7 @@ from app.api.auth import require
 from app.api.deps import RecordId, SessionDep, SettingsDep
 from app.api.strict_json import StrictJsonRoute
 from app.audit import service as audit
+from app.clock import local_date
 from app.db import utcnow
 from app.errors import FieldError, InvalidInput
 from app.identity.principal import Principal
@@ -159,7 +160,7 @@ def record_birth(
         pregnancy=pregnancy,
         born_on=body.born_on,
         smoking_status_at_delivery=body.smoking_status_at_delivery.value,
-        today=readings.local_date(utcnow()),
+        today=local_date(utcnow()),
     )
     return _committed(session, pregnancy)
 
@@ -182,6 +183,6 @@ def record_postnatal_status(
         pregnancy=pregnancy,
         recorded_on=body.recorded_on,
         smoking_status=body.smoking_status.value,
-        today=readings.local_date(utcnow()),
+        today=local_date(utcnow()),
     )
     return _committed(session, pregnancy)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
+from app.clock import LONDON
 from app.fhir.errors import BadSearch
 from app.fhir.observations import CO_CODE, NHS_NUMBER_SYSTEM
 from app.identity.principal import Principal
@@ -22,7 +22,6 @@ from app.pregnancies.nhs_number import InvalidNhsNumberError, normalise_nhs_numb
 from app.readings.models import Reading
 from app.readings.service import RECORD_TYPE
 
-LONDON = ZoneInfo("Europe/London")
 PATIENT_PARAMS = ("patient.identifier", "subject:identifier", "patient:identifier")
 DEFAULT_COUNT = 50
 MAX_COUNT = 100

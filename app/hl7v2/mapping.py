@@ -12,10 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
+from app.clock import LONDON
 from app.hl7v2.errors import AckCode, ErrorCode, Location, MessageNotAccepted, Problem
 from app.hl7v2.parse import Header, Observation, OruMessage, Patient
 from app.pregnancies.nhs_number import InvalidNhsNumberError, normalise_nhs_number
@@ -39,7 +39,6 @@ NHS_AUTHORITY = "NHS"
 NHS_TYPE = "NH"
 SOURCE_ID_MAX = 200
 # Without an offset an HL7 time is the sender's local time: England's, for an NHS trust.
-LOCAL = ZoneInfo("Europe/London")
 _DTM = re.compile(r"^(\d{12})(\d{2})?(?:\.\d{1,4})?([+-]\d{4})?$")
 _WHOLE = re.compile(r"^\+?\d{1,6}(?:\.0*)?$")
 # Where each pregnancy detail comes from, for naming it in an ERR.
@@ -72,7 +71,7 @@ def parse_time(value: str) -> dt.datetime:
     )
     offset = match.group(3)
     if offset is None:
-        return moment.replace(tzinfo=LOCAL)
+        return moment.replace(tzinfo=LONDON)
     sign = -1 if offset[0] == "-" else 1
     delta = dt.timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5]))
     return moment.replace(tzinfo=dt.timezone(sign * delta))

@@ -6,15 +6,8 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from zoneinfo import ZoneInfo
 
-LONDON = ZoneInfo("Europe/London")
-
-
-def today_in_england() -> dt.date:
-    """Today's date in England, whose calendar months the measures count."""
-    return dt.datetime.now(dt.UTC).astimezone(LONDON).date()
-
+from app.clock import LONDON
 
 _LABEL = re.compile(r"^(\d{4})-(\d{2})$")
 

@@ -33,6 +33,7 @@ from sqlalchemy.orm.attributes import get_history, instance_state
 from sqlalchemy.orm.base import PASSIVE_NO_INITIALIZE
 from sqlalchemy.orm.util import identity_key
 
+from app.clock import LONDON
 from app.config import MAX_STATUS_WINDOW_DAYS, MeasuresSettings
 from app.measures import queries
 from app.measures.models import (
@@ -42,7 +43,7 @@ from app.measures.models import (
     StaffMember,
     StaffTraining,
 )
-from app.measures.months import LONDON, Month, months_between
+from app.measures.months import Month, months_between
 from app.measures.sql import Count, Key, Scope
 from app.pregnancies.models import Contact, PostnatalStatus, Pregnancy
 from app.readings.models import Reading

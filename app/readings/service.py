@@ -11,12 +11,12 @@ import datetime as dt
 import hashlib
 import zlib
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
+from app.clock import local_date
 from app.config import Settings
 from app.errors import FieldError, InvalidInput, NotFound
 from app.identity.principal import Principal
@@ -31,7 +31,6 @@ from referral import service as referrals
 from referral.models import Referral
 
 RECORD_TYPE = "reading"
-LONDON = ZoneInfo("Europe/London")
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 
 
@@ -62,11 +61,6 @@ def _check(body: ReadingCreate, settings: Settings, now: dt.datetime) -> str:
     ):
         raise _invalid("stopped_smoking_on", "is after the test; give the day she stopped")
     return nhs_number
-
-
-def local_date(moment: dt.datetime) -> dt.date:
-    """Clinical dates are England's local dates."""
-    return moment.astimezone(LONDON).date()
 
 
 def _lock(session: Session, principal: Principal, nhs_number: str, source_id: str | None) -> None:

@@ -14,11 +14,11 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from app.api.deps import SessionDep, SettingsDep
+from app.clock import local_date
 from app.db import utcnow
 from app.measures import charts, service
 from app.measures.months import Month
 from app.measures.spc import ChartKind, Variation
-from app.readings.service import local_date
 from app.web.common import TEMPLATES, render
 from app.web.pages import LeadUser, PageRoute
 

@@ -12,7 +12,6 @@ import datetime as dt
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,6 +21,7 @@ from starlette.responses import Response
 
 from app.api.deps import SessionDep
 from app.audit import service as audit
+from app.clock import LONDON
 from app.errors import ExhaleError
 from app.identity.principal import Principal
 from app.logs import get_logger
@@ -35,7 +35,6 @@ from app.web.common import (
 )
 
 log = get_logger(__name__)
-LONDON = ZoneInfo("Europe/London")
 PASS_THROUGH = (LoginRequiredError, PasswordChangeRequiredError, CsrfFailedError)
 
 

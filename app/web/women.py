@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from app.api.deps import SessionDep, SettingsDep
 from app.api.pregnancies import detail
+from app.clock import local_date
 from app.config import Settings
 from app.db import utcnow
 from app.identity.principal import Principal
@@ -21,7 +22,6 @@ from app.pregnancies import service as pregnancies
 from app.pregnancies.models import Pregnancy
 from app.pregnancies.nhs_number import InvalidNhsNumberError, normalise_nhs_number
 from app.readings.schemas import PregnancyDetails
-from app.readings.service import local_date
 from app.web import worklist
 from app.web.common import check_form_csrf, render
 from app.web.pages import (

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.clock import LONDON
 from app.pregnancies.models import Pregnancy
 from app.readings.models import Reading
 
@@ -15,7 +16,13 @@ NHS = "9990000069"
 
 
 def at(day: dt.date, hour: int = 10) -> str:
-    return dt.datetime.combine(day, dt.time(hour), tzinfo=dt.UTC).isoformat()
+    """That hour of England's ``day``, or now if it has not come yet: the API refuses a future time.
+
+    Tests name days by their UTC date, which is England's date or the day before it, so the moment
+    is always on ``day`` in England and the clinical date the server derives from it is ``day``.
+    """
+    moment = dt.datetime.combine(day, dt.time(hour), tzinfo=LONDON)
+    return min(moment, dt.datetime.now(dt.UTC)).isoformat()
 
 
 def due_for(gestation_days: int, on: dt.date) -> dt.date:

@@ -9,11 +9,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from app.clock import local_date
 from app.monitors.models import DeviceReading
 from tests.app.access_world import Side, build_side, headers_for, sign_in
 from tests.app.readings_helpers import due_for
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+MEASURED = NOW - dt.timedelta(minutes=3)
+MEASURED_ON = local_date(MEASURED)  # the clinical date of a result, which may be NOW's yesterday
 
 
 @pytest.fixture
@@ -26,7 +29,7 @@ def result(sequence: int, co_ppm: int = 7, **extra: Any) -> dict[str, Any]:
         "device_serial": "PB-100200",
         "sequence": sequence,
         "co_ppm": co_ppm,
-        "measured_at": (NOW - dt.timedelta(minutes=3)).isoformat(),
+        "measured_at": MEASURED.isoformat(),
         "battery_percent": 80,
         "calibration_due_on": (NOW.date() + dt.timedelta(days=90)).isoformat(),
         "model": "piCObaby",
@@ -56,7 +59,7 @@ def test_a_result_is_stored_once_and_listed_until_recorded(
     ).json()
     assert [w["id"] for w in waiting] == [first.json()["id"]]
 
-    today = NOW.date()
+    today = MEASURED_ON
     recorded = client.post(
         "/api/v1/readings",
         json={
@@ -70,7 +73,7 @@ def test_a_result_is_stored_once_and_listed_until_recorded(
     assert recorded.status_code == 201, recorded.text
     reading = recorded.json()
     assert (reading["co_ppm"], reading["device_serial"]) == (7, "PB-100200")
-    assert reading["measured_at"].startswith((NOW - dt.timedelta(minutes=3)).date().isoformat())
+    assert reading["measured_at"].startswith(MEASURED.date().isoformat())
     assert reading["referral"]["reasons"] == ["co_elevated", "self_reported_smoker"]
     assert reading["calibration_warning"] is None
     assert (
@@ -122,7 +125,7 @@ def test_results_left_unrecorded_for_two_hours_are_listed(
 
 def test_a_monitor_past_calibration_warns(client: TestClient, session: Session, side: Side) -> None:
     bridge = headers_for(client, session, side, "bridge")
-    overdue = (NOW.date() - dt.timedelta(days=1)).isoformat()
+    overdue = (MEASURED_ON - dt.timedelta(days=1)).isoformat()
     posted = client.post(
         "/api/v1/device-readings", json=result(9, calibration_due_on=overdue), headers=bridge
     ).json()
@@ -135,7 +138,7 @@ def test_a_monitor_past_calibration_warns(client: TestClient, session: Session, 
         json={
             "nhs_number": "9990000085",
             "device_reading_id": posted["id"],
-            "pregnancy": {"estimated_due_date": due_for(100, NOW.date()).isoformat()},
+            "pregnancy": {"estimated_due_date": due_for(100, MEASURED_ON).isoformat()},
         },
         headers=midwife,
     ).json()

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app import migrate
 from app.audit.models import AuditEvent
+from app.clock import local_today
 from app.config import Environment, Settings
 from app.db import make_engine, make_sessionmaker, session_scope, utcnow
 from app.errors import Conflict, InvalidInput
@@ -98,7 +99,7 @@ def test_a_good_assertion_earns_a_token_that_records_a_reading(
     assert response.headers["cache-control"] == "no-store"
 
     headers = _bearer(body["access_token"])
-    today = utcnow().date()
+    today = local_today()
     recorded = client.post(
         "/api/v1/readings", json=reading(on=today, edd=due_for(100, today)), headers=headers
     )

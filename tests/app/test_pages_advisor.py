@@ -12,8 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit.models import AuditEvent
+from app.clock import local_date
 from app.db import utcnow
-from app.readings.service import local_date
 from referral.models import Referral
 from tests import factories
 from tests.app.access_world import Side, build_side, sign_in

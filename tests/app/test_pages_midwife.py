@@ -11,12 +11,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.audit.models import AuditEvent
+from app.clock import local_date
 from app.db import utcnow
 from app.identity.models import WebSession
 from app.monitors.models import DeviceReading, Monitor
 from app.pregnancies.models import Contact, Pregnancy
 from app.readings.models import Reading
-from app.readings.service import local_date
 from referral.models import Referral
 from tests import factories
 from tests.app.access_world import Side, build_side, sign_in
@@ -66,14 +66,20 @@ def test_the_worklist_shows_tests_due_missed_results_and_women_handed_back(
     thirty_six.given_name = "Thirtysixdue"
     session.add(
         Contact(
-            pregnancy=thirty_six, kind="booking", occurred_on=dt.date(2026, 4, 1), gestation_days=70
+            pregnancy=thirty_six,
+            kind="booking",
+            occurred_on=thirty_six.estimated_due_date - dt.timedelta(days=280 - 70),
+            gestation_days=70,
         )
     )
     missed = _pregnancy_due(session, side, 275, "9990000085")
     missed.given_name = "Missedtest"
     session.add(
         Contact(
-            pregnancy=missed, kind="booking", occurred_on=dt.date(2026, 3, 20), gestation_days=70
+            pregnancy=missed,
+            kind="booking",
+            occurred_on=missed.estimated_due_date - dt.timedelta(days=280 - 70),
+            gestation_days=70,
         )
     )
     side.referral.status = "uncontactable"

@@ -10,13 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit.models import AuditEvent
+from app.clock import local_today
 from app.idempotency import service as idempotency
 from app.idempotency.models import IdempotencyRecord
 from app.pregnancies.models import Pregnancy
 from tests.app.access_world import Side, build_side, headers_for
 from tests.app.readings_helpers import NHS, counts, due_for, reading
 
-TODAY = dt.datetime.now(dt.UTC).date()
+TODAY = local_today()
 BOOKING_DAY = TODAY - dt.timedelta(days=190)  # so that 36 weeks is in the past
 EDD = due_for(84, BOOKING_DAY)  # booked at 12 weeks
 
@@ -176,6 +177,20 @@ def test_a_re_sent_source_id_returns_the_stored_reading(
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json() == first.json()
     assert counts(session) == before
+
+
+def test_a_time_sent_with_an_offset_is_answered_in_utc_the_same_on_every_read(
+    client: TestClient, epr: dict[str, str]
+) -> None:
+    sent = f"{BOOKING_DAY.isoformat()}T10:15:00+05:30"
+    body = {**reading(on=BOOKING_DAY, edd=EDD, source_id="epr-obs-offset"), "measured_at": sent}
+    first = _post(client, epr, body)
+    assert first.status_code == 201, first.text
+    assert first.json()["measured_at"] == f"{BOOKING_DAY.isoformat()}T04:45:00Z"
+    again = _post(client, epr, body)
+    read = client.get(first.headers["location"], headers=epr)
+    assert again.json() == first.json()
+    assert read.json()["measured_at"] == first.json()["measured_at"]
 
 
 def test_an_idempotency_key_replays_refuses_reuse_and_guards_a_running_request(

@@ -9,13 +9,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from app.clock import local_today
 from referral.models import ServiceArea
 from referral.sla import first_contact_due
 from tests import factories
 from tests.app.access_world import Side, build_side, headers_for, sign_in
 from tests.app.readings_helpers import due_for, reading
 
-TODAY = dt.datetime.now(dt.UTC).date()
+TODAY = local_today()
 BOOKING_DAY = TODAY - dt.timedelta(days=60)
 EDD = due_for(84, BOOKING_DAY)
 
@@ -151,11 +152,12 @@ def test_an_advisor_works_a_referral_to_its_28_day_outcome(
     epr = headers_for(client, session, side, "epr")
     referral_id = _post_reading(client, epr, edd=EDD, co_ppm=9)["referral"]["id"]
     advisor = _advisor(client, session, side)
+    quit_on = local_today()  # not before the day the referral opened, even across midnight
     steps: list[dict[str, Any]] = [
         {"kind": "contact_attempt", "reached": True},
         {"kind": "assessment", "note": "smokes 10 a day; partner smokes"},
         {"kind": "treatment_issued", "treatment": "nrt_combination"},
-        {"kind": "quit_date_set", "quit_date": TODAY.isoformat()},
+        {"kind": "quit_date_set", "quit_date": quit_on.isoformat()},
         {"kind": "outcome_check", "stage": "28_day", "result": "co_confirmed_quit", "co_ppm": 2},
     ]
     statuses = []
@@ -165,7 +167,7 @@ def test_an_advisor_works_a_referral_to_its_28_day_outcome(
         statuses.append(response.json()["status"])
     assert statuses == ["contacted", "engaged", "engaged", "quit_date_set", "outcome_28_day"]
     detail = client.get(f"/api/v1/referrals/{referral_id}", headers=advisor).json()
-    assert detail["quit_date"] == TODAY.isoformat()
+    assert detail["quit_date"] == quit_on.isoformat()
     assert detail["last_outcome_result"] == "co_confirmed_quit"
     by_kind = {e["kind"]: e for e in detail["events"]}
     assert by_kind["treatment_issued"]["data"] == {"treatment": "nrt_combination"}

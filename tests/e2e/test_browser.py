@@ -18,9 +18,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from app import migrate
+from app.clock import local_date
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker, session_scope, utcnow
-from app.readings.service import local_date
 from devices.bridge import Backoff, Bridge
 from devices.simulator import SimulatedMonitor, Step, Values
 from tests import factories

@@ -7,7 +7,6 @@ never restarted.
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import threading
 import time
@@ -22,6 +21,7 @@ import pytest
 from sqlalchemy import select
 
 from app import migrate
+from app.clock import local_today
 from app.db import make_engine, make_sessionmaker
 from app.measures.demo import nhs_numbers
 from app.readings.models import Reading
@@ -79,7 +79,7 @@ class ReadingStream:
         self._threads = [threading.Thread(target=self._send, daemon=True) for _ in range(SENDERS)]
 
     def _next_body(self) -> tuple[str, dict[str, Any]]:
-        today = dt.datetime.now(dt.UTC).date()
+        today = local_today()
         with self._lock:
             source_id = f"restart-{next(self._sequence)}"
             nhs_number = next(self._numbers)

@@ -6,7 +6,6 @@ fifty across two separate web processes.
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app import migrate
+from app.clock import local_today
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker, session_scope
 from app.pregnancies.models import Pregnancy
@@ -68,7 +68,7 @@ def _fire(url: str, headers: dict[str, str], body: dict[str, Any]) -> list[int]:
 
 
 def _body() -> dict[str, Any]:
-    today = dt.datetime.now(dt.UTC).date()
+    today = local_today()
     return reading(on=today, edd=due_for(84, today), co_ppm=7, smoking_status="smoker")
 
 

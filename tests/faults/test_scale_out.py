@@ -5,7 +5,6 @@ webhook-ids. Nothing is recorded twice, sent twice, or run by two leaders at onc
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app import migrate
+from app.clock import local_today
 from app.db import make_engine, make_sessionmaker
 from app.measures.demo import nhs_numbers
 from app.readings.models import Reading
@@ -56,7 +56,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def _bodies() -> list[dict[str, Any]]:
-    today = dt.datetime.now(dt.UTC).date()
+    today = local_today()
     numbers = nhs_numbers(500)
     return [
         reading(

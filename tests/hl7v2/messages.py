@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from app.clock import local_today
 from tests.app.readings_helpers import due_for
 
-TODAY = dt.datetime.now(dt.UTC).date()
+TODAY = local_today()
 EDD = due_for(84, TODAY)  # booked at 12 weeks today
 NHS = "9990000069"  # synthetic range, allowed outside production
 OTHER_NHS = "9990000018"
