@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 
 from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from tests.helpers import REPO, exhale_env, run_exhale
+from tests.helpers import exhale_env, invoke_exhale, run_exhale
 
 
 def _run(
     env: dict[str, str], *args: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        cwd=REPO,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return invoke_exhale(*args, env=env, stdin=stdin)
 
 
 def test_operator_sets_up_a_unit_its_people_and_machines(fresh_database_url: str) -> None:

@@ -12,13 +12,13 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.main import create_app
 from tests.app.oauth_helpers import TOKEN_URL, assertion, jwks, public_jwk, rsa_key, token_form
-from tests.helpers import exhale_env, run_exhale
+from tests.helpers import exhale_env, invoke_exhale, run_exhale
 
 SEARCH = {"nhs_number": "9434765919"}
 
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return run_exhale("oauth", *args, env=env)
+    return invoke_exhale("oauth", *args, env=env)
 
 
 def _token(client: TestClient, signed: str) -> tuple[int, str]:
