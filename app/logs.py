@@ -53,6 +53,23 @@ def redact_patient_data(
     return event_dict
 
 
+class _DiscardedConnections(logging.Filter):
+    """SQLAlchemy's pool logs an error with a traceback when it cannot reset a connection given
+    back to it, and then discards the connection: the expected end of a connection that a
+    database restart cut mid-request. What the request saw is logged already; one line is enough.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("sqlalchemy.pool") and record.exc_info:
+            error = record.exc_info[1]
+            reason = str(error).splitlines()[0] if error is not None and str(error) else ""
+            record.msg = "database_connection_discarded: %s %s"
+            record.args = (type(error).__name__, reason)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is at the time, so redirection after set-up still works."""
 
@@ -95,6 +112,7 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     )
     handler = _StderrHandler()
     handler.setFormatter(formatter)
+    handler.addFilter(_DiscardedConnections())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -66,3 +66,23 @@ def test_the_schedulers_routine_lines_are_left_to_the_workers_own(
     scheduler.warning('Run time of job "refresh_measures" was missed by 0:00:05')
     events = [record["event"] for record in _json_lines(capsys.readouterr().err)]
     assert events == ['Run time of job "refresh_measures" was missed by 0:00:05']
+
+
+def test_a_connection_the_pool_discards_is_one_line_while_other_errors_keep_their_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A database restart cuts connections mid-request; the pool then cannot reset them and
+    discards them, which SQLAlchemy logs with a whole traceback."""
+    configure_logging("INFO", json=True)
+    for name in ("sqlalchemy.pool.impl.QueuePool", "app.somewhere"):
+        try:
+            raise OSError("sending query failed: cannot exit pipeline mode while busy\nmore")
+        except OSError:
+            logging.getLogger(name).error("Exception during reset or similar", exc_info=True)
+    pool, other = _json_lines(capsys.readouterr().err)
+    assert pool["level"] == "warning" and "exception" not in pool
+    assert pool["event"] == (
+        "database_connection_discarded: OSError sending query failed: "
+        "cannot exit pipeline mode while busy"
+    )
+    assert other["level"] == "error" and "Traceback" in other["exception"]
