@@ -17,6 +17,7 @@ from referral.delivery import service as delivery
 from referral.delivery.models import PayloadMode
 from referral.delivery.safety import DestinationPolicy
 from referral.delivery.schemas import DeliveryRead
+from referral.delivery.sealing import Sealer, SealError
 from referral.models import OutboxStatus
 
 delivery_cli = typer.Typer(
@@ -53,6 +54,7 @@ def destination_set(
             policy=DestinationPolicy.from_settings(settings),
             now=utcnow(),
             secret_overlap=dt.timedelta(hours=settings.delivery.secret_overlap_hours),
+            sealer=Sealer.from_settings(settings.delivery),
         )
     typer.echo(f"Webhooks for {organisation.code} go to the destination, {mode.value}.", err=True)
     if secret is not None:
@@ -122,6 +124,7 @@ def secret_rotate(
             service=orgs.get_by_code_or_raise(session, service),
             now=utcnow(),
             overlap=dt.timedelta(hours=hours),
+            sealer=Sealer.from_settings(settings.delivery),
         )
     typer.echo(rotated.secret)
     previous = (
@@ -130,6 +133,21 @@ def secret_rotate(
         else ""
     )
     typer.echo(f"New signing secret for {rotated.service_code}{previous}.", err=True)
+
+
+@secret_cli.command("reseal")
+def secret_reseal() -> None:
+    """Seal every stored secret with the first of EXHALE_DELIVERY__SEALING_KEYS.
+
+    To change the sealing key: put the new key first (`new,old`), run this, then drop the old
+    one. The secrets themselves do not change; the services notice nothing.
+    """
+    with unit_of_work() as (settings, session):
+        try:
+            count = delivery.reseal_secrets(session, sealer=Sealer.from_settings(settings.delivery))
+        except SealError as error:
+            raise CliError(f"nothing resealed: {error}") from None
+    typer.echo(f"Resealed {count} signing secret(s) with the first key.", err=True)
 
 
 def _line(item: DeliveryRead) -> str:

@@ -6,6 +6,7 @@ This module is a leaf: it imports nothing else of the project.
 
 from __future__ import annotations
 
+import base64
 import enum
 from functools import lru_cache
 from pathlib import Path
@@ -24,11 +25,21 @@ from sqlalchemy.exc import ArgumentError
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/exhale.db"
 DEFAULT_SECRET_KEY = "development-only-secret-key-change-me"  # noqa: S105 (refused in production)
+# A Fernet key (32 bytes, URL-safe base64) known to everyone: refused in production.
+DEFAULT_SEALING_KEY = "ZGV2ZWxvcG1lbnQtb25seS1zZWFsaW5nLWtleS0wMDA="
+NEW_SEALING_KEY_HINT = (
+    "python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())'"
+)
 
 
 class Environment(enum.StrEnum):
     development = "development"
     production = "production"
+
+
+def sealing_keys(value: SecretStr) -> list[str]:
+    """The comma-separated keys of ``EXHALE_DELIVERY__SEALING_KEYS``, the sealing one first."""
+    return [key.strip() for key in value.get_secret_value().split(",") if key.strip()]
 
 
 class ConfigError(Exception):
@@ -103,6 +114,28 @@ class DeliverySettings(BaseModel):
     # Days a delivered message keeps her details; then only its ids, status and API path remain.
     delivered_payload_days: int = Field(default=30, ge=1, le=3650)
     allow_private_destinations: bool | None = None  # None: allowed in development only
+    # Keys that seal the services' signing secrets in the database, comma-separated: the first
+    # seals, every one opens. To change key, put the new one first, run `exhale delivery secret
+    # reseal`, then drop the old one.
+    sealing_keys: SecretStr = SecretStr(DEFAULT_SEALING_KEY)
+
+    @field_validator("sealing_keys")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr) -> SecretStr:
+        keys = sealing_keys(value)
+        if not keys:
+            raise ValueError(f"give at least one key; make one with {NEW_SEALING_KEY_HINT}")
+        for number, key in enumerate(keys, start=1):
+            try:
+                valid = len(base64.urlsafe_b64decode(key.encode("ascii"))) == 32
+            except (ValueError, UnicodeEncodeError):
+                valid = False
+            if not valid:
+                raise ValueError(
+                    f"key {number} is not 32 bytes in URL-safe base64; make one with "
+                    f"{NEW_SEALING_KEY_HINT}"
+                )
+        return value
 
     @model_validator(mode="after")
     def _lease_outlasts_an_attempt(self) -> DeliverySettings:
@@ -204,6 +237,13 @@ class Settings(BaseSettings):
                 "EXHALE_SECRET_KEY is the development default; production needs a random secret "
                 "of at least 16 characters (for example: python3 -c "
                 "'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        if self.environment is Environment.production and DEFAULT_SEALING_KEY in sealing_keys(
+            self.delivery.sealing_keys
+        ):
+            raise ValueError(
+                "EXHALE_DELIVERY__SEALING_KEYS holds the development default; production needs "
+                f"a key of its own (make one with {NEW_SEALING_KEY_HINT})"
             )
         return self
 

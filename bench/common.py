@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from app import migrate  # noqa: E402
-from app.config import normalise_database_url  # noqa: E402
+from app.config import DeliverySettings, normalise_database_url  # noqa: E402
 from app.db import make_engine, make_sessionmaker, session_scope  # noqa: E402
 
 SERVER_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -187,6 +187,7 @@ def seed_destination(url: str, *, service_id: int, target: str) -> str:
     from referral.delivery import service as delivery
     from referral.delivery.models import PayloadMode
     from referral.delivery.safety import DestinationPolicy
+    from referral.delivery.sealing import Sealer
 
     engine = make_engine(url)
     try:
@@ -200,6 +201,7 @@ def seed_destination(url: str, *, service_id: int, target: str) -> str:
                 policy=DestinationPolicy(require_https=False, allow_private=True),
                 now=dt.datetime.now(dt.UTC),
                 secret_overlap=dt.timedelta(hours=24),
+                sealer=Sealer.from_settings(DeliverySettings()),
             )
             assert secret is not None
             return secret

@@ -8,14 +8,17 @@ import itertools
 from sqlalchemy.orm import Session
 
 from app.clock import local_date
+from app.config import DeliverySettings
 from app.identity.models import ApiClient, ClientRole, User
 from app.identity.passwords import hash_password
 from app.identity.service import create_api_client
 from app.orgs.models import Organisation, OrganisationKind
 from app.pregnancies.models import Pregnancy
+from referral.delivery.sealing import Sealer
 from referral.models import OutboxMessage, Referral
 
 _sequence = itertools.count(1)
+SEALER = Sealer.from_settings(DeliverySettings())  # the development key, as the app's default
 DEFAULT_PASSWORD = "correct horse battery staple"
 _DEFAULT_HASH = hash_password(DEFAULT_PASSWORD)  # argon2 is slow on purpose: hash once per run
 
@@ -140,10 +143,11 @@ def make_destination(
         policy=DestinationPolicy(require_https=False, allow_private=True),
         now=now,
         secret_overlap=dt.timedelta(hours=24),
+        sealer=SEALER,
     )
     if secret is None:
         secret = delivery.rotate_secret(
-            session, service=service, now=now, overlap=dt.timedelta(0)
+            session, service=service, now=now, overlap=dt.timedelta(0), sealer=SEALER
         ).secret
     return secret
 

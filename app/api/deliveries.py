@@ -24,6 +24,7 @@ from referral.delivery.schemas import (
     RotatedSecret,
     ServiceDeliveryRead,
 )
+from referral.delivery.sealing import Sealer
 from referral.models import OutboxStatus
 
 router = APIRouter(prefix="/api/v1/admin", tags=["administration"])
@@ -121,4 +122,5 @@ def rotate_secret(
         service=orgs.get_by_code_or_raise(session, code),
         now=utcnow(),
         overlap=dt.timedelta(hours=settings.delivery.secret_overlap_hours),
+        sealer=Sealer.from_settings(settings.delivery),
     )

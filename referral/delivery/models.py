@@ -37,15 +37,16 @@ class DeliveryDestination(Base):
 class DeliverySecret(Base):
     """A ``whsec_`` signing secret of a service; valid until ``expires_at`` (None: no end).
 
-    Kept as written: HMAC signing needs the secret itself, so it cannot be stored as a digest.
-    After a rotation two are valid and every message carries a signature by each.
+    HMAC signing needs the secret itself, so it cannot be stored as a digest: it is kept sealed
+    with a key from the environment (``referral.delivery.sealing``). After a rotation two are
+    valid and every message carries a signature by each.
     """
 
     __tablename__ = "delivery_secret"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     service_id: Mapped[int] = mapped_column(ForeignKey("organisation.id"), index=True)
-    secret: Mapped[str] = mapped_column(String(100))
+    sealed_secret: Mapped[str] = mapped_column(String(512))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 

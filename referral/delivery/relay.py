@@ -47,6 +47,7 @@ from referral.delivery.models import (
     OutboxDeliveryState,
     PayloadMode,
 )
+from referral.delivery.sealing import Sealer, SealError
 from referral.delivery.sending import AttemptResult, TransportFactory, send
 from referral.delivery.webhooks import encode, project, signed_headers
 from referral.models import OutboxMessage, OutboxStatus
@@ -121,21 +122,26 @@ def claim_due(session: Session, *, now: dt.datetime, lease_s: float, limit: int)
     return sorted((Claim(row.id, row.attempts, now) for row in rows), key=lambda c: c.message_id)
 
 
-def valid_secrets(session: Session, *, service_id: int, now: dt.datetime) -> list[str]:
-    """The service's secrets valid at ``now``, newest first (two during a rotation)."""
+def valid_secrets(
+    session: Session, *, service_id: int, now: dt.datetime, sealer: Sealer
+) -> list[str]:
+    """The service's secrets valid at ``now``, newest first (two during a rotation), opened.
+
+    Raises ``SealError`` when one is sealed with a key no longer configured.
+    """
     statement = (
-        select(DeliverySecret.secret)
+        select(DeliverySecret.sealed_secret)
         .where(
             DeliverySecret.service_id == service_id,
             or_(DeliverySecret.expires_at.is_(None), DeliverySecret.expires_at > now),
         )
         .order_by(DeliverySecret.created_at.desc(), DeliverySecret.id.desc())
     )
-    return list(session.scalars(statement))
+    return [sealer.open(sealed) for sealed in session.scalars(statement)]
 
 
 def prepare(
-    session: Session, *, claims: list[Claim], now: dt.datetime, send_by: float
+    session: Session, *, claims: list[Claim], now: dt.datetime, send_by: float, sealer: Sealer
 ) -> list[PreparedAttempt]:
     """Build each claimed message's body in its destination's mode, signed with every valid secret.
 
@@ -148,7 +154,11 @@ def prepare(
         destination = session.scalars(
             select(DeliveryDestination).where(DeliveryDestination.service_id == service.id)
         ).one_or_none()
-        secrets = valid_secrets(session, service_id=service.id, now=now)
+        try:
+            secrets = valid_secrets(session, service_id=service.id, now=now, sealer=sealer)
+        except SealError as error:  # an attempt that sends nothing: retried until the key is back
+            log.error("delivery_secret_unopened", service=service.code, detail=str(error))
+            secrets = []
         if destination is None or not destination.is_active or not secrets:
             prepared.append(
                 PreparedAttempt(claim, message.webhook_id, service.code, None, b"", {}, send_by)
@@ -286,6 +296,7 @@ class Relay:
     ) -> None:
         self._factory = factory
         self._settings = settings
+        self._sealer = Sealer.from_settings(settings)
         self._allow_private = allow_private
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311  (jitter, not cryptography)
@@ -301,7 +312,7 @@ class Relay:
         with session_scope(self._factory) as session:
             now = self._clock()
             claims = claim_due(session, now=now, lease_s=self._settings.lease_s, limit=limit)
-            return prepare(session, claims=claims, now=now, send_by=send_by)
+            return prepare(session, claims=claims, now=now, send_by=send_by, sealer=self._sealer)
 
     def deliver(self, attempt: PreparedAttempt) -> OutboxStatus | None:
         """Send one claimed attempt and record its result."""

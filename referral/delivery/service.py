@@ -30,6 +30,7 @@ from referral.delivery.schemas import (
     SecretRead,
     ServiceDeliveryRead,
 )
+from referral.delivery.sealing import Sealer
 from referral.delivery.webhooks import (
     EVENT_TYPES,
     envelope,
@@ -168,6 +169,7 @@ def set_destination(
     policy: DestinationPolicy,
     now: dt.datetime,
     secret_overlap: dt.timedelta,
+    sealer: Sealer,
 ) -> tuple[DeliveryDestination, str | None]:
     """Create or change the service's destination (active). A service without a valid signing
     secret gets one: it is returned, to be shown once; otherwise the second item is None."""
@@ -184,7 +186,9 @@ def set_destination(
     session.flush()
     secret = None
     if not _valid_secret_rows(session, service=service, now=now):
-        secret = rotate_secret(session, service=service, now=now, overlap=secret_overlap).secret
+        secret = rotate_secret(
+            session, service=service, now=now, overlap=secret_overlap, sealer=sealer
+        ).secret
     log.info(
         "delivery_destination_set",
         service=service.code,
@@ -229,7 +233,12 @@ def _valid_secret_rows(
 
 
 def rotate_secret(
-    session: Session, *, service: Organisation, now: dt.datetime, overlap: dt.timedelta
+    session: Session,
+    *,
+    service: Organisation,
+    now: dt.datetime,
+    overlap: dt.timedelta,
+    sealer: Sealer,
 ) -> RotatedSecret:
     """Make a new signing secret for the service and return it (shown once, never again).
 
@@ -251,13 +260,29 @@ def rotate_secret(
         else:
             row.expires_at = now
     secret = new_secret()
-    session.add(DeliverySecret(service_id=service.id, secret=secret, created_at=now))
+    session.add(
+        DeliverySecret(service_id=service.id, sealed_secret=sealer.seal(secret), created_at=now)
+    )
     session.flush()
     log.info("delivery_secret_rotated", service=service.code)
     notify_relay(session)
     return RotatedSecret(
         service_code=service.code, secret=secret, previous_valid_until=previous_until
     )
+
+
+def reseal_secrets(session: Session, *, sealer: Sealer) -> int:
+    """Seal every stored signing secret with the first key, after a new one is put first.
+
+    Raises ``SealError`` (changing nothing) if a secret opens with none of the keys.
+    """
+    rows = list(session.scalars(select(DeliverySecret).order_by(DeliverySecret.id)))
+    resealed = [(row, sealer.reseal(row.sealed_secret)) for row in rows]
+    for row, sealed in resealed:
+        row.sealed_secret = sealed
+    session.flush()
+    log.info("delivery_secrets_resealed", count=len(rows))
+    return len(rows)
 
 
 def describe_service(

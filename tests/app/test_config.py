@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from cryptography.fernet import Fernet
 
-from app.config import DEFAULT_SECRET_KEY, ConfigError, Environment, load_settings
+from app.config import (
+    DEFAULT_SEALING_KEY,
+    DEFAULT_SECRET_KEY,
+    ConfigError,
+    Environment,
+    load_settings,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -42,6 +49,8 @@ def test_postgres_urls_use_psycopg_3(monkeypatch: pytest.MonkeyPatch) -> None:
         ("EXHALE_PORT", "eighty", "EXHALE_PORT:"),
         ("EXHALE_REFERRAL__THRESHOLD_PPM", "0", "EXHALE_REFERRAL__THRESHOLD_PPM:"),
         ("EXHALE_LOG_LEVEL", "LOUD", "use one of DEBUG"),
+        ("EXHALE_DELIVERY__SEALING_KEYS", "too-short", "SEALING_KEYS: key 1 is not 32 bytes"),
+        ("EXHALE_DELIVERY__SEALING_KEYS", " , ", "SEALING_KEYS: give at least one key"),
     ],
 )
 def test_bad_values_name_the_variable(
@@ -59,6 +68,13 @@ def test_production_refuses_the_default_secret(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(ConfigError, match="EXHALE_SECRET_KEY is the development default"):
         load_settings()
     monkeypatch.setenv("EXHALE_SECRET_KEY", "a-real-random-secret-of-some-length")
+    with pytest.raises(ConfigError, match="EXHALE_DELIVERY__SEALING_KEYS holds the development"):
+        load_settings()
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv("EXHALE_DELIVERY__SEALING_KEYS", f"{key},{DEFAULT_SEALING_KEY}")
+    with pytest.raises(ConfigError, match="EXHALE_DELIVERY__SEALING_KEYS holds the development"):
+        load_settings()
+    monkeypatch.setenv("EXHALE_DELIVERY__SEALING_KEYS", key)
     assert load_settings().is_production
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from cryptography.fernet import Fernet
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
@@ -71,3 +73,41 @@ def test_sqlite_enforces_foreign_keys_and_uses_wal(engine: Engine) -> None:
             return
         assert connection.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
         assert connection.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+
+
+def test_signing_secrets_are_sealed_with_the_configured_key_and_opened_on_the_way_back(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv("EXHALE_DELIVERY__SEALING_KEYS", key)
+    migrate.upgrade(fresh_database_url, "0009")
+    engine = make_engine(fresh_database_url)
+    created = "2026-11-01 09:00:00+00:00"
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO organisation (id, kind, code, name, is_active, created_at) "
+                    "VALUES (1, 'stop_smoking_service', 'SVC1', 'Service', true, :at)"
+                ),
+                {"at": created},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO delivery_secret (service_id, secret, created_at) "
+                    "VALUES (1, 'whsec_c2VjcmV0LWJlZm9yZS1zZWFsaW5n', :at)"
+                ),
+                {"at": created},
+            )
+        migrate.upgrade(fresh_database_url)
+        with engine.connect() as conn:
+            sealed = conn.execute(text("SELECT sealed_secret FROM delivery_secret")).scalar_one()
+        assert "c2VjcmV0LWJlZm9yZS1zZWFsaW5n" not in sealed
+        assert Fernet(key).decrypt(sealed.encode()) == b"whsec_c2VjcmV0LWJlZm9yZS1zZWFsaW5n"
+
+        migrate.downgrade(fresh_database_url, "0009")
+        with engine.connect() as conn:
+            opened = conn.execute(text("SELECT secret FROM delivery_secret")).scalar_one()
+        assert opened == "whsec_c2VjcmV0LWJlZm9yZS1zZWFsaW5n"
+    finally:
+        engine.dispose()

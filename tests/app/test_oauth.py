@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -361,7 +362,10 @@ def test_production_needs_the_token_url(database_url: str, app: Any) -> None:
     from app.main import create_app
 
     production = Settings(
-        database_url=database_url, environment=Environment.production, secret_key="s" * 32
+        database_url=database_url,
+        environment=Environment.production,
+        secret_key="s" * 32,
+        delivery={"sealing_keys": Fernet.generate_key().decode()},
     )
     application = create_app(production)
     application.state.sessionmaker = app.state.sessionmaker

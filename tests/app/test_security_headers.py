@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
@@ -104,7 +105,12 @@ def test_hsts_only_over_https_or_in_production(
         hsts = secure.get("/healthz").headers["strict-transport-security"]
     assert hsts.startswith("max-age=31536000")
 
-    production = Settings(database_url=database_url, environment="production", secret_key="s" * 32)
+    production = Settings(
+        database_url=database_url,
+        environment="production",
+        secret_key="s" * 32,
+        delivery={"sealing_keys": Fernet.generate_key().decode()},
+    )
     with TestClient(create_app(production)) as behind_a_proxy:
         assert "strict-transport-security" in behind_a_proxy.get("/healthz").headers
     off = settings.model_copy(update={"hsts_max_age_s": 0})

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -15,12 +16,16 @@ from standardwebhooks.webhooks import Webhook
 from app import migrate
 from app.audit.models import AuditEvent
 from app.cli import main
+from app.config import DEFAULT_SEALING_KEY
 from app.db import make_engine, make_sessionmaker, session_scope
+from referral.delivery.models import DeliverySecret
 from referral.delivery.relay import valid_secrets
+from referral.delivery.sealing import Sealer
 from referral.delivery.webhooks import signed_headers
 from referral.models import OutboxMessage
 from tests import factories
 from tests.app.access_world import sign_in
+from tests.factories import SEALER
 from tests.referral.delivery.conftest import World
 
 
@@ -95,7 +100,7 @@ def test_admin_rotates_a_secret_and_sees_when_each_ends_but_never_the_secret(
     assert new.startswith("whsec_") and response.json()["previous_valid_until"]
 
     now = dt.datetime.now(dt.UTC)
-    secrets = valid_secrets(session, service_id=world.service.id, now=now)
+    secrets = valid_secrets(session, service_id=world.service.id, now=now, sealer=SEALER)
     headers = signed_headers(webhook_id="msg_x", timestamp=now, body=b"{}", secrets=secrets)
     Webhook(new).verify(b"{}", headers)
     Webhook(old).verify(b"{}", headers)
@@ -158,7 +163,7 @@ def test_the_delivery_commands(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _url, message = cli_world
+    url, message = cli_world
     code, out, err = _exhale(
         capsys, "delivery", "destination", "set", "--service", "sss01",
         "--url", "https://receiver.example.nhs.uk/hook", "--mode", "thin",
@@ -186,8 +191,24 @@ def test_the_delivery_commands(
     code, _out, err = _exhale(capsys, "delivery", "redeliver")
     assert code == 2 and "give a message id" in err
 
+    new_key = Fernet.generate_key().decode()
+    monkeypatch.setenv("EXHALE_DELIVERY__SEALING_KEYS", f"{new_key},{DEFAULT_SEALING_KEY}")
+    code, out, err = _exhale(capsys, "delivery", "secret", "reseal")
+    assert code == 0 and out == "" and "Resealed 2 signing secret(s)" in err
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            sealed = conn.execute(select(DeliverySecret.sealed_secret)).scalars().all()
+    finally:
+        engine.dispose()
+    assert [Sealer([new_key]).open(s) for s in sealed].count(first_secret) == 1
+    monkeypatch.setenv("EXHALE_DELIVERY__SEALING_KEYS", Fernet.generate_key().decode())
+    code, _out, err = _exhale(capsys, "delivery", "secret", "reseal")
+    assert code == 2 and "nothing resealed" in err and "whsec_" not in err
+
     monkeypatch.setenv("EXHALE_ENVIRONMENT", "production")
     monkeypatch.setenv("EXHALE_SECRET_KEY", "x" * 32)
+    monkeypatch.setenv("EXHALE_DELIVERY__SEALING_KEYS", Fernet.generate_key().decode())
     code, _out, err = _exhale(
         capsys, "delivery", "destination", "set", "--service", "SSS01",
         "--url", "http://10.0.0.7/hook",

@@ -5,17 +5,21 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from app.config import Environment, Settings
+from app.config import DEFAULT_SEALING_KEY, Environment, Settings
 from app.errors import InvalidInput
 from referral.delivery import service as delivery
-from referral.delivery.models import PayloadMode
+from referral.delivery.models import DeliverySecret, PayloadMode
 from referral.delivery.relay import valid_secrets
 from referral.delivery.safety import DestinationPolicy, check_destination_url
+from referral.delivery.sealing import Sealer, SealError
 from referral.delivery.webhooks import new_secret, signed_headers
 from tests import factories
+from tests.factories import SEALER
 from tests.referral.delivery.conftest import World
 
 PRODUCTION = DestinationPolicy(require_https=True, allow_private=False)
@@ -57,8 +61,14 @@ def test_production_accepts_a_public_https_url_and_private_ones_only_when_allowe
 
 def test_the_policy_follows_the_environment_and_the_explicit_setting() -> None:
     production = {"environment": Environment.production, "secret_key": "x" * 32}
-    assert DestinationPolicy.from_settings(Settings(**production)) == PRODUCTION
-    opened = Settings(**production, delivery={"allow_private_destinations": True})
+    key = Fernet.generate_key().decode()
+    assert (
+        DestinationPolicy.from_settings(Settings(**production, delivery={"sealing_keys": key}))
+        == PRODUCTION
+    )
+    opened = Settings(
+        **production, delivery={"allow_private_destinations": True, "sealing_keys": key}
+    )
     assert DestinationPolicy.from_settings(opened).allow_private
     assert DestinationPolicy.from_settings(Settings()) == DEVELOPMENT
 
@@ -77,6 +87,7 @@ def _set(session: Session, world: World, url: str = "https://rx.example.nhs.uk/h
         policy=PRODUCTION,
         now=dt.datetime.now(dt.UTC),
         secret_overlap=dt.timedelta(hours=24),
+        sealer=SEALER,
     )[1]
 
 
@@ -106,6 +117,7 @@ def test_only_a_stop_smoking_service_has_a_destination(session: Session, world: 
             policy=PRODUCTION,
             now=dt.datetime.now(dt.UTC),
             secret_overlap=dt.timedelta(hours=24),
+            sealer=SEALER,
         )
 
 
@@ -123,10 +135,10 @@ def test_during_a_rotation_both_secrets_verify_and_never_more_than_two_are_valid
     first = factories.make_destination(session, service=world.service)
     now = dt.datetime.now(dt.UTC)
     second = delivery.rotate_secret(
-        session, service=world.service, now=now, overlap=dt.timedelta(hours=24)
+        session, service=world.service, now=now, overlap=dt.timedelta(hours=24), sealer=SEALER
     )
     assert second.previous_valid_until == now + dt.timedelta(hours=24)
-    secrets = valid_secrets(session, service_id=world.service.id, now=now)
+    secrets = valid_secrets(session, service_id=world.service.id, now=now, sealer=SEALER)
     assert secrets == [second.secret, first]
 
     body = b'{"type":"referral.created"}'
@@ -136,11 +148,37 @@ def test_during_a_rotation_both_secrets_verify_and_never_more_than_two_are_valid
     assert not _verifies(new_secret(), headers, body)
 
     third = delivery.rotate_secret(
-        session, service=world.service, now=now, overlap=dt.timedelta(hours=24)
+        session, service=world.service, now=now, overlap=dt.timedelta(hours=24), sealer=SEALER
     )
-    assert valid_secrets(session, service_id=world.service.id, now=now) == [
+    assert valid_secrets(session, service_id=world.service.id, now=now, sealer=SEALER) == [
         third.secret,
         second.secret,
     ]
     later = now + dt.timedelta(hours=24)
-    assert valid_secrets(session, service_id=world.service.id, now=later) == [third.secret]
+    assert valid_secrets(session, service_id=world.service.id, now=later, sealer=SEALER) == [
+        third.secret
+    ]
+
+
+def test_a_signing_secret_is_kept_sealed_and_survives_a_change_of_key(
+    session: Session, world: World
+) -> None:
+    secret = _set(session, world)
+    assert secret is not None
+    stored = session.scalars(select(DeliverySecret.sealed_secret)).one()
+    assert secret.removeprefix("whsec_") not in stored
+    now = dt.datetime.now(dt.UTC)
+    assert valid_secrets(session, service_id=world.service.id, now=now, sealer=SEALER) == [secret]
+
+    new_key = Fernet.generate_key().decode()
+    assert delivery.reseal_secrets(session, sealer=Sealer([new_key, DEFAULT_SEALING_KEY])) == 1
+    alone = Sealer([new_key])
+    assert valid_secrets(session, service_id=world.service.id, now=now, sealer=alone) == [secret]
+    with pytest.raises(SealError, match="add that key back"):
+        valid_secrets(session, service_id=world.service.id, now=now, sealer=SEALER)
+
+    resealed = session.scalars(select(DeliverySecret.sealed_secret)).one()
+    unrelated = Sealer([Fernet.generate_key().decode()])
+    with pytest.raises(SealError):
+        delivery.reseal_secrets(session, sealer=unrelated)
+    assert session.scalars(select(DeliverySecret.sealed_secret)).one() == resealed

@@ -6,16 +6,20 @@ import dataclasses
 import datetime as dt
 import email.utils
 import itertools
+import json
 import random
 import time
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
-from app.config import DeliverySettings
+from app.config import DEFAULT_SEALING_KEY, DeliverySettings
 from app.identity.principal import command_line_principal
+from app.logs import configure_logging
 from referral.delivery import admin as delivery_admin
 from referral.delivery import service as delivery
 from referral.delivery.models import OutboxDeliveryState
@@ -298,3 +302,34 @@ def test_an_attempt_whose_deadline_passed_before_it_started_sends_nothing(
     assert relay.deliver(starved) is OutboxStatus.pending
     assert script.seen == []  # the lease may be running out: better not to send at all
     assert "deadline passed" in (_message(session, message.id).last_error or "")
+
+
+def test_a_secret_no_key_opens_holds_its_messages_and_names_the_setting_not_the_secret(
+    session: Session,
+    ready: World,
+    make_relay: MakeRelay,
+    clock: Clock,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    message = factories.make_outbox_message(session, referral=ready.referral, now=clock())
+    script = Script(httpx.Response(200))
+    other_key = Fernet.generate_key().decode()
+    wrong = FAST.model_copy(update={"sealing_keys": SecretStr(other_key)})
+    configure_logging("INFO", json=True)
+    capsys.readouterr()
+    held = make_relay(settings=wrong, transport=script.transport, clock=clock).run_once()
+    logged = capsys.readouterr().err
+    assert held == [OutboxStatus.pending]  # an attempt that sent nothing, tried again later
+    assert script.seen == [] and _message(session, message.id).status == "pending"
+    lines = [json.loads(line) for line in logged.splitlines() if line.startswith("{")]
+    (unopened,) = [line for line in lines if line["event"] == "delivery_secret_unopened"]
+    assert unopened["level"] == "error" and unopened["service"] == ready.service.code
+    assert "EXHALE_DELIVERY__SEALING_KEYS" in unopened["detail"]
+    assert "whsec_" not in logged
+
+    clock.advance(seconds=FAST.backoff_cap_s)
+    both = FAST.model_copy(update={"sealing_keys": SecretStr(f"{other_key},{DEFAULT_SEALING_KEY}")})
+    assert make_relay(settings=both, transport=script.transport, clock=clock).run_once() == [
+        OutboxStatus.delivered
+    ]
+    assert script.ids() == [message.webhook_id]
