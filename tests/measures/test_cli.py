@@ -5,19 +5,17 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import os
 
 import pytest
 
-from app.cli import main
 from app.measures import demo, rollup
+from tests.helpers import invoke_exhale
 
 
-def exhale(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run the command line in this process (much faster than a new interpreter)."""
-    with pytest.raises(SystemExit) as ended:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return int(ended.value.code or 0), out, err
+def exhale(*args: str) -> tuple[int, str, str]:
+    ran = invoke_exhale(*args, env=os.environ)  # the database the fixture put in the environment
+    return ran.returncode, ran.stdout, ran.stderr
 
 
 @pytest.fixture
@@ -26,13 +24,13 @@ def database(fresh_database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return fresh_database_url
 
 
-def test_demo_data_then_the_export(database: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert exhale(capsys, "bootstrap")[0] == 0
-    code, out, err = exhale(capsys, "demo-data", "--pregnancies", "300", "--months", "6")
+def test_demo_data_then_the_export(database: str) -> None:
+    assert exhale("bootstrap")[0] == 0
+    code, out, err = exhale("demo-data", "--pregnancies", "300", "--months", "6")
     assert code == 0, err
     assert "Added 300 pregnancies at 1 unit(s)" in out
 
-    code, out, err = exhale(capsys, "measures", "export", "--suppress-below", "0")
+    code, out, err = exhale("measures", "export", "--suppress-below", "0")
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
     assert {r["unit_code"] for r in rows} == {"DEMO1"}
@@ -44,21 +42,21 @@ def test_demo_data_then_the_export(database: str, capsys: pytest.CaptureFixture[
     assert 0.04 < smokers / booked < 0.25
 
     # The stored counts, once brought up to date, say what the recount said.
-    code, refreshed, err = exhale(capsys, "measures", "refresh")
+    code, refreshed, err = exhale("measures", "refresh")
     assert code == 0, err
     assert refreshed.startswith(f"Recounted {rollup.KEPT_MONTHS} unit-months")
-    assert exhale(capsys, "measures", "export", "--suppress-below", "0")[1] == out
+    assert exhale("measures", "export", "--suppress-below", "0")[1] == out
     # A second demo load marks the unit again: the export counts both loads.
-    code, _out, err = exhale(capsys, "demo-data", "--pregnancies", "100", "--seed", "2")
+    code, _out, err = exhale("demo-data", "--pregnancies", "100", "--seed", "2")
     assert code == 0, err
-    again = exhale(capsys, "measures", "export", "--suppress-below", "0")[1]
+    again = exhale("measures", "export", "--suppress-below", "0")[1]
     rows = list(csv.DictReader(io.StringIO(again)))
     booking = [r for r in rows if r["measure"] == "smoking_at_booking"]
     assert sum(int(r["denominator"]) + int(r["unknown"]) for r in booking) > booked
 
 
-def test_the_export_names_a_bad_option(database: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _out, err = exhale(capsys, "measures", "export", "--from", "2026-05", "--to", "2026-01")
+def test_the_export_names_a_bad_option(database: str) -> None:
+    code, _out, err = exhale("measures", "export", "--from", "2026-05", "--to", "2026-01")
     assert code == 2
     assert err.strip().startswith("exhale: --to: 2026-01 is before from")
 

@@ -15,7 +15,6 @@ from standardwebhooks.webhooks import Webhook
 
 from app import migrate
 from app.audit.models import AuditEvent
-from app.cli import main
 from app.config import DEFAULT_SEALING_KEY
 from app.db import make_engine, make_sessionmaker, session_scope
 from referral.delivery.models import DeliverySecret
@@ -26,6 +25,7 @@ from referral.models import OutboxMessage
 from tests import factories
 from tests.app.access_world import sign_in
 from tests.factories import SEALER
+from tests.helpers import invoke_exhale
 from tests.referral.delivery.conftest import World
 
 
@@ -151,49 +151,46 @@ def cli_world(
         engine.dispose()
 
 
-def _exhale(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as ended:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return int(ended.value.code or 0), out, err
+def _exhale(*args: str) -> tuple[int, str, str]:
+    ran = invoke_exhale(*args, env=os.environ)  # the settings cli_world put in the environment
+    return ran.returncode, ran.stdout, ran.stderr
 
 
 def test_the_delivery_commands(
     cli_world: tuple[str, OutboxMessage],
-    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     url, message = cli_world
     code, out, err = _exhale(
-        capsys, "delivery", "destination", "set", "--service", "sss01",
+        "delivery", "destination", "set", "--service", "sss01",
         "--url", "https://receiver.example.nhs.uk/hook", "--mode", "thin",
     )  # fmt: skip
     assert code == 0, err
     first_secret = out.strip()
     assert first_secret.startswith("whsec_") and "\n" not in first_secret
 
-    code, out, err = _exhale(capsys, "delivery", "secret", "rotate", "--service", "SSS01")
+    code, out, err = _exhale("delivery", "secret", "rotate", "--service", "SSS01")
     assert code == 0 and out.strip().startswith("whsec_") and out.strip() != first_secret
     assert "previous one is valid until" in err
 
-    code, out, _err = _exhale(capsys, "delivery", "destination", "show", "--service", "SSS01")
+    code, out, _err = _exhale("delivery", "destination", "show", "--service", "SSS01")
     assert "https://receiver.example.nhs.uk/hook (thin, active)" in out
     assert out.count("secret created") == 2 and "whsec_" not in out
 
-    code, out, err = _exhale(capsys, "delivery", "list", "--status", "failed")
+    code, out, err = _exhale("delivery", "list", "--status", "failed")
     assert out.split()[:3] == [str(message.id), "failed", "SSS01"]
     assert "1 failed" in err
 
-    code, out, err = _exhale(capsys, "delivery", "redeliver", "--service", "SSS01", "--all-failed")
+    code, out, err = _exhale("delivery", "redeliver", "--service", "SSS01", "--all-failed")
     assert code == 0 and "1 failed message(s) to SSS01" in out
-    code, out, err = _exhale(capsys, "delivery", "redeliver", str(message.id))
+    code, out, err = _exhale("delivery", "redeliver", str(message.id))
     assert code == 0 and "sent again shortly" in out
-    code, _out, err = _exhale(capsys, "delivery", "redeliver")
+    code, _out, err = _exhale("delivery", "redeliver")
     assert code == 2 and "give a message id" in err
 
     new_key = Fernet.generate_key().decode()
     monkeypatch.setenv("EXHALE_DELIVERY__SEALING_KEYS", f"{new_key},{DEFAULT_SEALING_KEY}")
-    code, out, err = _exhale(capsys, "delivery", "secret", "reseal")
+    code, out, err = _exhale("delivery", "secret", "reseal")
     assert code == 0 and out == "" and "Resealed 2 signing secret(s)" in err
     engine = make_engine(url)
     try:
@@ -203,14 +200,14 @@ def test_the_delivery_commands(
         engine.dispose()
     assert [Sealer([new_key]).open(s) for s in sealed].count(first_secret) == 1
     monkeypatch.setenv("EXHALE_DELIVERY__SEALING_KEYS", Fernet.generate_key().decode())
-    code, _out, err = _exhale(capsys, "delivery", "secret", "reseal")
+    code, _out, err = _exhale("delivery", "secret", "reseal")
     assert code == 2 and "nothing resealed" in err and "whsec_" not in err
 
     monkeypatch.setenv("EXHALE_ENVIRONMENT", "production")
     monkeypatch.setenv("EXHALE_SECRET_KEY", "x" * 32)
     monkeypatch.setenv("EXHALE_DELIVERY__SEALING_KEYS", Fernet.generate_key().decode())
     code, _out, err = _exhale(
-        capsys, "delivery", "destination", "set", "--service", "SSS01",
+        "delivery", "destination", "set", "--service", "SSS01",
         "--url", "http://10.0.0.7/hook",
     )  # fmt: skip
     assert code == 2 and "must be https in production" in err
