@@ -7,7 +7,7 @@ import itertools
 
 from sqlalchemy.orm import Session
 
-from app.clock import local_date
+from app.clock import local_today
 from app.config import DeliverySettings
 from app.identity.models import ApiClient, ClientRole, User
 from app.identity.passwords import hash_password
@@ -93,7 +93,7 @@ def make_pregnancy(
 ) -> Pregnancy:
     """A pregnancy at 180 days' gestation today, unless a due date is given."""
     if estimated_due_date is None:
-        estimated_due_date = local_date(dt.datetime.now(dt.UTC)) + dt.timedelta(days=100)
+        estimated_due_date = local_today() + dt.timedelta(days=100)
     pregnancy = Pregnancy(
         unit=unit,
         nhs_number=nhs_number,

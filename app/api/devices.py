@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Response
 from app.api.auth import require
 from app.api.deps import SessionDep, SettingsDep
 from app.api.strict_json import StrictJsonRoute
-from app.clock import local_date
+from app.clock import local_date, local_today
 from app.db import utcnow
 from app.identity.principal import Principal
 from app.monitors import service
@@ -98,7 +98,7 @@ def list_device_readings(
 
 def _monitor(monitor: Monitor) -> MonitorRead:
     answer = MonitorRead.model_validate(monitor)
-    today = local_date(utcnow())
+    today = local_today()
     answer.calibration_overdue = bool(
         monitor.calibration_due_on and monitor.calibration_due_on < today
     )

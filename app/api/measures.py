@@ -24,9 +24,9 @@ from app.api.measures_params import (
     FromQuery,
     ToQuery,
     UnitQuery,
-    today,
 )
 from app.api.strict_json import StrictJsonRoute
+from app.clock import local_today
 from app.errors import FieldError, InvalidInput
 from app.identity.principal import Principal
 from app.measures import charts, export, service
@@ -85,7 +85,7 @@ def list_measures(
 ) -> Any:
     if format not in (None, "json", "csv"):
         raise InvalidInput("Check format.", fields=[FieldError("format", "use json or csv")])
-    start, end = service.month_range(first, last, today=today())
+    start, end = service.month_range(first, last, today=local_today())
     as_csv = format == "csv"
     default = settings.measures.suppress_below if as_csv else 0
     below = service.parse_suppress_below(suppress_below, default)
@@ -176,13 +176,13 @@ def _chart(
     measure = service.measure_or_raise(measure_code)
     if chart not in (None, "p", "xmr"):
         raise InvalidInput("Check chart.", fields=[FieldError("chart", "use p or xmr")])
-    start, end = service.month_range(first, last, today=today(), default_months=24)
+    start, end = service.month_range(first, last, today=local_today(), default_months=24)
     baseline = None
     if baseline_from is not None or baseline_to is not None:
         baseline = service.month_range(
             baseline_from or start.label,
             baseline_to or end.label,
-            today=today(),
+            today=local_today(),
             first_field="baseline_from",
             last_field="baseline_to",
         )

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import Query
-
-from app.clock import local_date
-from app.db import utcnow
 
 UnitQuery = Annotated[
     str | None,
@@ -31,7 +27,3 @@ BaselineFromQuery = Annotated[
     str | None, Query(description="Fix the limits on the months from this one (YYYY-MM)...")
 ]
 BaselineToQuery = Annotated[str | None, Query(description="...to this one (YYYY-MM).")]
-
-
-def today() -> dt.date:
-    return local_date(utcnow())

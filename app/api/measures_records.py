@@ -14,8 +14,9 @@ from fastapi import APIRouter
 from app.api.auth import require
 from app.api.deps import RecordId, SessionDep
 from app.api.errors import error_answers
-from app.api.measures_params import FromQuery, ToQuery, UnitQuery, today
+from app.api.measures_params import FromQuery, ToQuery, UnitQuery
 from app.api.strict_json import StrictJsonRoute
+from app.clock import local_today
 from app.identity.principal import Principal
 from app.measures import records, service
 from app.measures.models import StaffMember
@@ -120,7 +121,7 @@ def record_training(
     principal: Annotated[Principal, require(*LEADS)],
 ) -> StaffMemberRead:
     member = records.get_staff_or_raise(session, principal=principal, staff_id=id)
-    records.record_training(session, member=member, body=body, today=today())
+    records.record_training(session, member=member, body=body, today=local_today())
     answer = _staff_read(member, _unit_code(session, member))
     session.commit()
     return answer
@@ -148,7 +149,7 @@ def record_feedback(
     session: SessionDep,
     principal: Annotated[Principal, require(*SERVICE)],
 ) -> FeedbackRead:
-    feedback = records.record_feedback(session, principal=principal, body=body, today=today())
+    feedback = records.record_feedback(session, principal=principal, body=body, today=local_today())
     unit = session.get(Organisation, feedback.unit_id)
     service_org = session.get(Organisation, feedback.service_id)
     assert unit is not None and service_org is not None
@@ -177,7 +178,7 @@ def list_feedback(
     first: FromQuery = None,
     last: ToQuery = None,
 ) -> list[FeedbackRead]:
-    start, end = service.month_range(first, last, today=today())
+    start, end = service.month_range(first, last, today=local_today())
     chosen = service.unit_for(session, principal=principal, code=unit)
     rows = records.list_feedback(session, unit=chosen, first=start.first_day, last=end.last_day)
     return [

@@ -13,8 +13,7 @@ from app.api.auth import require
 from app.api.deps import RecordId, SessionDep, SettingsDep
 from app.api.strict_json import StrictJsonRoute
 from app.audit import service as audit
-from app.clock import local_date
-from app.db import utcnow
+from app.clock import local_today
 from app.errors import FieldError, InvalidInput
 from app.identity.principal import Principal
 from app.pregnancies import service
@@ -160,7 +159,7 @@ def record_birth(
         pregnancy=pregnancy,
         born_on=body.born_on,
         smoking_status_at_delivery=body.smoking_status_at_delivery.value,
-        today=local_date(utcnow()),
+        today=local_today(),
     )
     return _committed(session, pregnancy)
 
@@ -183,6 +182,6 @@ def record_postnatal_status(
         pregnancy=pregnancy,
         recorded_on=body.recorded_on,
         smoking_status=body.smoking_status.value,
-        today=local_date(utcnow()),
+        today=local_today(),
     )
     return _committed(session, pregnancy)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from app.api.deps import SessionDep, SettingsDep
-from app.clock import local_date
+from app.clock import local_today
 from app.config import Settings
 from app.db import utcnow
 from app.errors import ExhaleError
@@ -147,7 +147,7 @@ def _form_page(
         )
     if not values.how and chosen is not None:
         values.how = "monitor"
-    today = local_date(utcnow())
+    today = local_today()
     context = {
         "user": user,
         "pregnancy": pregnancy,

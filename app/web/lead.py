@@ -14,8 +14,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from app.api.deps import SessionDep, SettingsDep
-from app.clock import local_date
-from app.db import utcnow
+from app.clock import local_today
 from app.measures import charts, service
 from app.measures.months import Month
 from app.measures.spc import ChartKind, Variation
@@ -83,7 +82,7 @@ def show_measures(
     assert user.organisation_id is not None
     months = months if months in PERIODS else 24
     kind = ChartKind(chart) if chart in {k for k, _label in KINDS} else ChartKind.p
-    first, last = service.default_months(local_date(utcnow()), months)
+    first, last = service.default_months(local_today(), months)
     board = service.dashboard(
         session,
         unit_id=user.organisation_id,

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from app.api.deps import SessionDep, SettingsDep
 from app.api.pregnancies import detail
-from app.clock import local_date
+from app.clock import local_date, local_today
 from app.config import Settings
 from app.db import utcnow
 from app.identity.principal import Principal
@@ -85,7 +85,7 @@ def _find_page(
         "nhs_number": nhs_number,
         "found": found,
         "errors": errors,
-        "today": today or local_date(utcnow()),
+        "today": today or local_today(),
     }
     return render(request, "find.html", context, status_code=422 if errors else 200)
 
@@ -217,7 +217,7 @@ def register(
 ) -> Response:
     check_form_csrf(form.get("csrf_token"), user.csrf_token)
     assert user.organisation_id is not None
-    today = local_date(utcnow())
+    today = local_today()
     typed = form_text(form, "nhs_number", 20)
     if form.get("step") == "start":  # from "not found": her number filled in, nothing checked
         values = {"nhs_number": typed, "edd": DateParts(), "dob": DateParts()}
@@ -268,7 +268,7 @@ def show_pregnancy(
     id: int, request: Request, session: SessionDep, settings: SettingsDep, user: PregnancyReader
 ) -> Response:
     pregnancy = pregnancies.get_for_reader_or_raise(session, principal=user, pregnancy_id=id)
-    today = local_date(utcnow())
+    today = local_today()
     assert user.organisation_id is not None
     current = _current(session, user.organisation_id, pregnancy.nhs_number, today, settings)
     context = {
