@@ -7,7 +7,9 @@ In one throwaway PostgreSQL database and one run, the same closed loop as ``benc
 - ``core``, ``fastapi``, ``raw``: ``bench/ceiling_app.py`` served by two uvicorn processes, the
   same 15 statements sent by hand through SQLAlchemy Core, through psycopg under FastAPI, and
   through psycopg under a bare ASGI callable (no rules and no checks: only the database work,
-  the body's validation and the answer).
+  the body's validation and the answer);
+- ``core_combined``, ``fastapi_combined``: the same rows in four statements, through SQLAlchemy
+  Core and through psycopg under FastAPI.
 
 The plain psycopg baseline runs before and after them all. For each it prints readings/s, the
 ratio to the baseline, and CPU milliseconds per reading (web processes and PostgreSQL).
@@ -33,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 from bench_ingest import Women, _closed_loop, baseline
 
-STACKS = ("exhale", "core", "fastapi", "raw")
+STACKS = ("exhale", "core", "fastapi", "raw", "core_combined", "fastapi_combined")
 
 
 @contextmanager
@@ -131,7 +133,7 @@ def main() -> None:
     for name, rate, statuses, cpu, pg_cpu in rows:
         bad = {s: n for s, n in statuses.items() if s != 201}
         print(
-            f"{name:>8}: {rate:6,.0f} readings/s, ratio {rate / rate_raw:.2f}; CPU per reading "
+            f"{name:>16}: {rate:6,.0f} readings/s, ratio {rate / rate_raw:.2f}; CPU per reading "
             f"{cpu:.2f} ms web + {pg_cpu:.2f} ms PostgreSQL (baseline / that: "
             f"{cpu_raw / (cpu + pg_cpu):.2f})" + (f" NOT 201: {bad}" if bad else "")
         )

@@ -36,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
 HERE = Path(__file__).resolve().parent
+# The stacks ``--ceiling`` adds: driver, and whether the rows go in combined statements.
+STACKS = ("core", "raw", "core_combined", "raw_combined")
 
 
 def _app_reading() -> Callable[[], None]:
@@ -69,7 +71,8 @@ def _app_reading() -> Callable[[], None]:
 
 def _ceiling_reading(stack: str) -> Callable[[], None]:
     """One reading's statements sent by hand (``ceiling_app.py``): ``core`` through SQLAlchemy
-    Core, ``raw`` through psycopg's async connection (one event loop, as a server has)."""
+    Core, ``raw`` through psycopg's async connection (one event loop, as a server has); with
+    ``_combined``, in that module's four combined statements."""
     os.environ["CEILING_DATABASE_URL"] = common.libpq_url(os.environ["BENCH_INSTRUCTIONS_URL"])
     import ceiling_app
     from bench_ingest import Women, body
@@ -83,11 +86,15 @@ def _ceiling_reading(stack: str) -> Callable[[], None]:
 
     def one() -> None:
         request = ReadingCreate.model_validate(body(women.next(), utcnow()))
-        if stack == "core":
-            ceiling_app._core_reading(request, f"Bearer {api_key}")
+        driver, _, combined = stack.partition("_")
+        shape = "combined" if combined else "one_by_one"
+        if driver == "core":
+            answer = ceiling_app.record_with_core(shape, request, api_key)
         else:
-            answer = loop.run_until_complete(ceiling_app._CONNECTIONS.record(request, api_key))
-            answer.model_dump_json()
+            answer = loop.run_until_complete(
+                ceiling_app.CONNECTIONS[shape].record(request, api_key)
+            )
+        answer.model_dump_json()
 
     return one
 
@@ -139,9 +146,9 @@ def main() -> None:
     parser.add_argument(
         "--ceiling",
         action="store_true",
-        help="also the same statements sent by hand (bench_ceiling's core and raw stacks)",
+        help="also the same rows sent by hand: ceiling_app's shapes through Core and psycopg",
     )
-    parser.add_argument("--measured", choices=("app", "core", "raw"), help=argparse.SUPPRESS)
+    parser.add_argument("--measured", choices=("app", *STACKS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measured:
         _measured(args.measured, args.warm, args.readings)
@@ -156,7 +163,7 @@ def main() -> None:
         print(f"machine: {common.machine(url)}")
         runs = [(ref, tree, "app") for ref, tree in trees.items()]
         if args.ceiling:  # the stacks do not depend on the tree: this checkout's bench/
-            runs += [(f"by hand, {stack}", HERE.parent, stack) for stack in ("core", "raw")]
+            runs += [(f"by hand, {stack}", HERE.parent, stack) for stack in STACKS]
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             counts = {
                 name: pool.submit(
@@ -172,7 +179,7 @@ def main() -> None:
             }
             for ref, count in counts.items():
                 print(
-                    f"{ref:>14}: {count.result() / 1e6:.2f} million instructions per reading "
+                    f"{ref:>22}: {count.result() / 1e6:.2f} million instructions per reading "
                     f"({args.readings} readings after {args.warm})"
                 )
 

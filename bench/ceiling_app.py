@@ -12,6 +12,9 @@ those: what it shows is what the request's database work costs through each stac
 - ``fastapi``: FastAPI, an ``async def`` endpoint, the same psycopg connections.
 - ``core``: FastAPI, a ``def`` endpoint (run in its thread pool, as the app's is), SQLAlchemy
   Core ``text()`` statements on a pooled engine (no ORM).
+- ``fastapi_combined`` and ``core_combined``: as ``fastapi`` and ``core``, but the same rows in
+  four statements (``COMBINED``): the API key, the locks, one lookup that also takes the new
+  rows' ids from their sequences, and one INSERT of every row through data-modifying CTEs.
 
 Served by ``uvicorn bench.ceiling_app:<name>`` with ``CEILING_DATABASE_URL`` set.
 """
@@ -26,7 +29,7 @@ import os
 import re
 import uuid
 import zlib
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any
 
 import psycopg
@@ -84,7 +87,45 @@ STATEMENTS = {
     "mark": "INSERT INTO measure_mark (unit_id, month) VALUES (%(unit)s, %(month)s)",
 }
 
+# The same rows in four statements: the API key; the locks (alone, so that what follows reads
+# under them); one lookup (the re-send check, the current pregnancy, the route, and the ids the
+# new rows take from their sequences); and one INSERT of every row through data-modifying CTEs.
+_NEW_ROWS = {
+    "pregnancy": "pregnancy",
+    "contact": "contact",
+    "referral": "referral",
+    "reading": "co_reading",
+}
+
+
+def _with_its_id(name: str) -> str:
+    table = _NEW_ROWS[name]
+    return (
+        STATEMENTS[name]
+        .removesuffix(" RETURNING id")
+        .replace(f"INSERT INTO {table} (", f"INSERT INTO {table} (id, ", 1)
+        .replace("VALUES (", f"VALUES (%({name})s, ", 1)
+    )
+
+
+COMBINED = {
+    "auth": STATEMENTS["auth"],
+    "lock": STATEMENTS["lock"],
+    "lookup": "SELECT (SELECT id FROM co_reading WHERE api_client_id = %(client)s AND source_id = "
+    "%(source_id)s), (SELECT id FROM pregnancy WHERE unit_id = %(unit)s AND nhs_number = %(nhs)s "
+    "AND estimated_due_date >= %(on)s LIMIT 1), ("
+    + STATEMENTS["route"].replace("organisation.id, organisation.code", "organisation.id", 1)
+    + "), "
+    + ", ".join(f"nextval(pg_get_serial_sequence('{t}', 'id'))" for t in _NEW_ROWS.values()),
+    "write": "WITH "
+    + ", ".join(f"new_{name} AS ({_with_its_id(name)})" for name in _NEW_ROWS)
+    + ", "
+    + ", ".join(f"new_{name} AS ({STATEMENTS[name]})" for name in ("audit", "event", "outbox"))
+    + f", new_mark AS ({STATEMENTS['mark']}) SELECT pg_notify('exhale_outbox', '')",
+}
+
 Execute = Callable[[str, dict[str, Any]], Awaitable[Any]]
+Shape = Callable[[dict[str, Any], Execute, Execute], Coroutine[Any, Any, None]]
 
 
 def _parameters(body: ReadingCreate, api_key: str) -> dict[str, Any]:
@@ -114,14 +155,23 @@ def _parameters(body: ReadingCreate, api_key: str) -> dict[str, Any]:
     }
 
 
-async def _record(p: dict[str, Any], one: Execute, run: Execute) -> ReadingRead:
-    """The statements in order; ``one`` returns the first row, ``run`` nothing."""
+async def _authenticate(p: dict[str, Any], one: Execute) -> None:
     client = await one("auth", p)
     p.update(client=client[0], client_name=client[1], unit=client[3])
     sender = f"api_client:{client[0]}:{p['source_id']}".encode()
     p["source"] = int.from_bytes(
         hashlib.blake2b(sender, digest_size=8).digest(), "big", signed=True
     )
+
+
+def _event_and_payload(p: dict[str, Any]) -> None:
+    p["event"] = json.dumps({"reasons": REASONS, "reading_id": p["reading"]})
+    p["payload"] = json.dumps({"type": "referral.created", "data": {"given_name": p["given"]}})
+
+
+async def one_by_one(p: dict[str, Any], one: Execute, run: Execute) -> None:
+    """The app's 15 statements in its order; ``one`` returns the first row, ``run`` nothing."""
+    await _authenticate(p, one)
     await run("lock", p)
     if await one("resent", p) is not None:
         raise RuntimeError("every request here is new")
@@ -132,12 +182,24 @@ async def _record(p: dict[str, Any], one: Execute, run: Execute) -> ReadingRead:
     p["referral"] = (await one("referral", p))[0]
     p["reading"] = (await one("reading", p))[0]
     await run("audit", p)
-    p["event"] = json.dumps({"reasons": REASONS, "reading_id": p["reading"]})
-    await run("event", p)
-    p["payload"] = json.dumps({"type": "referral.created", "data": {"given_name": p["given"]}})
-    await run("outbox", p)
-    await run("notify", p)
-    await run("mark", p)
+    _event_and_payload(p)
+    for name in ("event", "outbox", "notify", "mark"):
+        await run(name, p)
+
+
+async def combined(p: dict[str, Any], one: Execute, run: Execute) -> None:
+    """The same rows in ``COMBINED``'s four statements."""
+    await _authenticate(p, one)
+    await run("lock", p)
+    found = await one("lookup", p)
+    if found[0] is not None:
+        raise RuntimeError("every request here is new")
+    p["service"], p["pregnancy"], p["contact"], p["referral"], p["reading"] = found[2:]
+    _event_and_payload(p)
+    await run("write", p)
+
+
+def _answer(p: dict[str, Any]) -> ReadingRead:
     return ReadingRead(
         id=p["reading"],
         pregnancy_id=p["pregnancy"],
@@ -160,7 +222,9 @@ async def _record(p: dict[str, Any], one: Execute, run: Execute) -> ReadingRead:
 class _Connections:
     """A process's psycopg async connections, each used by one request at a time."""
 
-    def __init__(self, size: int = 8) -> None:
+    def __init__(self, shape: Shape, statements: dict[str, str], size: int = 8) -> None:
+        self._shape = shape
+        self._statements = statements
         self._size = size
         self._idle: asyncio.Queue[psycopg.AsyncConnection[Any]] | None = None
 
@@ -169,23 +233,29 @@ class _Connections:
             self._idle = asyncio.Queue()
             for _ in range(self._size):
                 self._idle.put_nowait(await psycopg.AsyncConnection.connect(URL))
+        p = _parameters(body, api_key)
         connection = await self._idle.get()
         try:
             async with connection.transaction():
                 cursor = connection.cursor()
 
                 async def one(name: str, p: dict[str, Any]) -> Any:
-                    return await (await cursor.execute(STATEMENTS[name], p)).fetchone()
+                    return await (await cursor.execute(self._statements[name], p)).fetchone()
 
                 async def run(name: str, p: dict[str, Any]) -> None:
-                    await cursor.execute(STATEMENTS[name], p)
+                    await cursor.execute(self._statements[name], p)
 
-                return await _record(_parameters(body, api_key), one, run)
+                await self._shape(p, one, run)
         finally:
             self._idle.put_nowait(connection)
+        return _answer(p)
 
 
-_CONNECTIONS = _Connections()
+SHAPES: dict[str, tuple[Shape, dict[str, str]]] = {
+    "one_by_one": (one_by_one, STATEMENTS),
+    "combined": (combined, COMBINED),
+}
+CONNECTIONS = {name: _Connections(*shape) for name, shape in SHAPES.items()}
 
 
 async def raw(
@@ -203,44 +273,68 @@ async def raw(
             break
     api_key = dict(scope["headers"]).get(b"authorization", b"").decode()[len("Bearer ") :]
     body = ReadingCreate.model_validate_json(b"".join(chunks))
-    answer = (await _CONNECTIONS.record(body, api_key)).model_dump_json().encode()
+    answer = (await CONNECTIONS["one_by_one"].record(body, api_key)).model_dump_json().encode()
     headers = [(b"content-type", b"application/json")]
     await send({"type": "http.response.start", "status": 201, "headers": headers})
     await send({"type": "http.response.body", "body": answer})
 
 
-fastapi = FastAPI()
+def _async_app(connections: _Connections) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/api/v1/readings", status_code=201)
+    async def reading(body: ReadingCreate, authorization: str = Header()) -> Response:
+        answer = await connections.record(body, authorization[len("Bearer ") :])
+        return Response(answer.model_dump_json(), status_code=201, media_type="application/json")
+
+    return app
 
 
-@fastapi.post("/api/v1/readings", status_code=201)
-async def _fastapi_reading(body: ReadingCreate, authorization: str = Header()) -> Response:
-    answer = await _CONNECTIONS.record(body, authorization[len("Bearer ") :])
-    return Response(answer.model_dump_json(), status_code=201, media_type="application/json")
+fastapi = _async_app(CONNECTIONS["one_by_one"])
+fastapi_combined = _async_app(CONNECTIONS["combined"])
 
-
-core = FastAPI()
 _ENGINES: list[Engine] = []
-_TEXT = {k: text(re.sub(r"%\((\w+)\)s", r":\1", v)) for k, v in STATEMENTS.items()}
+_TEXTS = {
+    name: {k: text(re.sub(r"%\((\w+)\)s", r":\1", v)) for k, v in statements.items()}
+    for name, (_, statements) in SHAPES.items()
+}
 
 
-@core.post("/api/v1/readings", status_code=201)
-def _core_reading(body: ReadingCreate, authorization: str = Header()) -> Response:
+def record_with_core(shape_name: str, body: ReadingCreate, api_key: str) -> ReadingRead:
+    """The shape's statements through SQLAlchemy Core on a pooled engine, in one transaction."""
     if not _ENGINES:
-        _ENGINES.append(
-            create_engine(URL.replace("postgresql://", "postgresql+psycopg://", 1), pool_size=10)
-        )
+        url = URL.replace("postgresql://", "postgresql+psycopg://", 1)
+        _ENGINES.append(create_engine(url, pool_size=10))
+    shape, compiled = SHAPES[shape_name][0], _TEXTS[shape_name]
+    p = _parameters(body, api_key)
     with _ENGINES[0].begin() as connection:
 
         async def one(name: str, p: dict[str, Any]) -> Any:
-            return connection.execute(_TEXT[name], p).first()
+            return connection.execute(compiled[name], p).first()
 
         async def run(name: str, p: dict[str, Any]) -> None:
-            connection.execute(_TEXT[name], p)
+            connection.execute(compiled[name], p)
 
-        # _record awaits nothing that suspends here: every statement runs synchronously.
-        coroutine = _record(_parameters(body, authorization[len("Bearer ") :]), one, run)
+        # The shape awaits nothing that suspends here: every statement runs synchronously.
         try:
-            coroutine.send(None)
-        except StopIteration as finished:
-            answer: ReadingRead = finished.value
-    return Response(answer.model_dump_json(), status_code=201, media_type="application/json")
+            shape(p, one, run).send(None)
+        except StopIteration:
+            pass
+        else:
+            raise RuntimeError("a statement suspended the shape's coroutine")
+    return _answer(p)
+
+
+def _core_app(shape_name: str) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/api/v1/readings", status_code=201)
+    def reading(body: ReadingCreate, authorization: str = Header()) -> Response:
+        answer = record_with_core(shape_name, body, authorization[len("Bearer ") :])
+        return Response(answer.model_dump_json(), status_code=201, media_type="application/json")
+
+    return app
+
+
+core = _core_app("one_by_one")
+core_combined = _core_app("combined")
