@@ -18,7 +18,8 @@ Three short steps, none of which holds a transaction or a row lock while a recei
 
 A referral's events reach a service in order: a message is not claimed while an earlier message
 of the same referral to the same service is not yet delivered (pending or failed). Messages wait,
-never fail, while their service has no active destination or no valid signing secret.
+never fail, while their service has no active destination or no valid signing secret, or while
+no configured sealing key opens its secret.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class PreparedAttempt:
     claim: Claim
     webhook_id: str
     service_code: str
-    url: str | None  # None: the destination went away after the claim; nothing is sent
+    url: str
     body: bytes
     headers: dict[str, str]
     send_by: float  # time.monotonic(): no byte goes out after this, well inside the lease
@@ -140,29 +141,45 @@ def valid_secrets(
     return [sealer.open(sealed) for sealed in session.scalars(statement)]
 
 
+UNOPENED = "not sent: no key in EXHALE_DELIVERY__SEALING_KEYS opens the service's signing secret"
+UNSENDABLE = "not sent: the service has no active destination or valid signing secret"
+
+
+def _hold(session: Session, claim: Claim, reason: str) -> None:
+    """Give back a claim that can send nothing: the attempt is not counted and no retry window
+    opens or runs, so the message waits, never fails; it is looked at again once the lease ends
+    (a missing destination or secret keeps it from being claimed at all)."""
+    session.execute(_fenced(claim).values(attempts=OutboxMessage.attempts - 1, last_error=reason))
+
+
 def prepare(
     session: Session, *, claims: list[Claim], now: dt.datetime, send_by: float, sealer: Sealer
 ) -> list[PreparedAttempt]:
     """Build each claimed message's body in its destination's mode, signed with every valid secret.
 
     The body is the payload stored at enqueue time; ``webhook-timestamp`` is this attempt's time.
+    A message that cannot be signed or has nowhere to go is held (``_hold``), not attempted.
     """
     prepared = []
+    secrets_of: dict[int, list[str]] = {}
+    unopened: dict[str, str] = {}
     for claim in claims:
         message = session.get_one(OutboxMessage, claim.message_id)
         service = session.get_one(Organisation, message.service_id)
         destination = session.scalars(
             select(DeliveryDestination).where(DeliveryDestination.service_id == service.id)
         ).one_or_none()
-        try:
-            secrets = valid_secrets(session, service_id=service.id, now=now, sealer=sealer)
-        except SealError as error:  # an attempt that sends nothing: retried until the key is back
-            log.error("delivery_secret_unopened", service=service.code, detail=str(error))
-            secrets = []
+        if service.id not in secrets_of:
+            try:
+                secrets_of[service.id] = valid_secrets(
+                    session, service_id=service.id, now=now, sealer=sealer
+                )
+            except SealError as error:
+                secrets_of[service.id] = []
+                unopened[service.code] = str(error)
+        secrets = secrets_of[service.id]
         if destination is None or not destination.is_active or not secrets:
-            prepared.append(
-                PreparedAttempt(claim, message.webhook_id, service.code, None, b"", {}, send_by)
-            )
+            _hold(session, claim, UNOPENED if service.code in unopened else UNSENDABLE)
             continue
         body = encode(project(message.payload, PayloadMode(destination.payload_mode)))
         headers = signed_headers(
@@ -173,6 +190,8 @@ def prepare(
                 claim, message.webhook_id, service.code, destination.url, body, headers, send_by
             )
         )
+    for code, detail in unopened.items():  # once per service, however many messages wait
+        log.error("delivery_secret_unopened", service=code, detail=detail)
     return prepared
 
 

@@ -94,7 +94,7 @@ def _drain(response: httpx.Response, limit: int) -> None:
 
 def send(
     *,
-    url: str | None,
+    url: str,
     body: bytes,
     headers: dict[str, str],
     deadline: float,
@@ -106,11 +106,8 @@ def send(
     """POST one signed message; any failure becomes an :class:`AttemptResult`, never raises.
 
     ``deadline`` (``time.monotonic()``) ends the whole attempt, resolving, connecting, TLS,
-    writing and reading included: no byte is sent after it. ``url`` None means there is nowhere
-    to send it (the destination went away): nothing is sent.
+    writing and reading included: no byte is sent after it.
     """
-    if url is None:
-        return AttemptResult(None, "the service has no active destination or signing secret")
     if time.monotonic() >= deadline:
         return AttemptResult(None, "not sent: the attempt's deadline passed before it could start")
     transport = (

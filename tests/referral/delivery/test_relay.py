@@ -317,17 +317,23 @@ def test_a_secret_no_key_opens_holds_its_messages_and_names_the_setting_not_the_
     wrong = FAST.model_copy(update={"sealing_keys": SecretStr(other_key)})
     configure_logging("INFO", json=True)
     capsys.readouterr()
-    held = make_relay(settings=wrong, transport=script.transport, clock=clock).run_once()
+    assert make_relay(settings=wrong, transport=script.transport, clock=clock).run_once() == []
     logged = capsys.readouterr().err
-    assert held == [OutboxStatus.pending]  # an attempt that sent nothing, tried again later
-    assert script.seen == [] and _message(session, message.id).status == "pending"
+    held = _message(session, message.id)
+    assert script.seen == [] and held.status == "pending" and held.attempts == 0
+    assert "EXHALE_DELIVERY__SEALING_KEYS" in (held.last_error or "")
     lines = [json.loads(line) for line in logged.splitlines() if line.startswith("{")]
     (unopened,) = [line for line in lines if line["event"] == "delivery_secret_unopened"]
     assert unopened["level"] == "error" and unopened["service"] == ready.service.code
     assert "EXHALE_DELIVERY__SEALING_KEYS" in unopened["detail"]
     assert "whsec_" not in logged
 
-    clock.advance(seconds=FAST.backoff_cap_s)
+    # Held, it uses up no retry window: days later it still waits, never failed.
+    clock.advance(seconds=FAST.retry_for_hours * 3600 + FAST.lease_s)
+    assert make_relay(settings=wrong, transport=script.transport, clock=clock).run_once() == []
+    assert _message(session, message.id).status == "pending"
+
+    clock.advance(seconds=FAST.lease_s)
     both = FAST.model_copy(update={"sealing_keys": SecretStr(f"{other_key},{DEFAULT_SEALING_KEY}")})
     assert make_relay(settings=both, transport=script.transport, clock=clock).run_once() == [
         OutboxStatus.delivered
