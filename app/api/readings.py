@@ -54,7 +54,9 @@ registered. A `pregnancy` sent for an existing one updates what differs (audited
 
 **The contact**, when not given, is derived in this order: on or after a recorded birth,
 `postnatal`; a contact already recorded that day, the same one; no booking yet, `booking`; at
-35+0 to 37+6 weeks with no 36-week contact yet, `36_weeks`; otherwise `antenatal`.
+35+0 to 37+6 weeks with no 36-week contact yet, `36_weeks`; otherwise `antenatal`. A test sent
+as `36_weeks` must be at 34+0 to 38+6 weeks (422 otherwise: it would count in the measures' "at
+36 weeks").
 
 **Re-sends.** With an `Idempotency-Key` header (yours, per client) the same body returns the stored
 answer (200); the same key with another body is 422 `idempotency_key_reused`; while the first is

@@ -85,6 +85,9 @@ def ids_for_nhs_number(session: Session, nhs_number: str) -> list[int]:
 FULL_TERM_DAYS = 280
 ENDS_AFTER_DUE_DAYS = 28  # 44 weeks' gestation with no birth recorded: the pregnancy has ended
 THIRTY_SIX_WEEK_WINDOW = range(245, 266)  # 35+0 to 37+6: the 36-week appointment
+# A test stated as the 36-week appointment's: a week's leeway either side of that window. Outside
+# it the stated contact is a mistake, and would count in the measures' "at 36 weeks".
+STATED_36_WEEK_WINDOW = range(238, 273)  # 34+0 to 38+6
 
 
 def starts_on(pregnancy: Pregnancy) -> dt.date:
@@ -160,6 +163,19 @@ def derive_contact_kind(pregnancy: Pregnancy, on: dt.date) -> ContactKind:
 
 
 def check_contact_fits(pregnancy: Pregnancy, kind: ContactKind, on: dt.date) -> None:
+    if kind is ContactKind.weeks_36:
+        days = gestation_days(pregnancy, on)
+        if days not in STATED_36_WEEK_WINDOW:
+            raise InvalidInput(
+                "Check contact.",
+                fields=[
+                    FieldError(
+                        "contact",
+                        f"36_weeks is for a test at 34+0 to 38+6 weeks, and this one is at "
+                        f"{days // 7}+{days % 7}: choose antenatal, or check the due date",
+                    )
+                ],
+            )
     if kind is ContactKind.postnatal:
         if pregnancy.born_on is None:
             raise InvalidInput(

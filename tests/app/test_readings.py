@@ -90,6 +90,24 @@ def test_later_readings_find_the_pregnancy_and_derive_the_contact(
     assert at_36_weeks["gestation_days"] == 252
 
 
+def test_a_test_stated_as_36_weeks_far_from_36_weeks_is_refused_and_nothing_is_stored(
+    client: TestClient, epr: dict[str, str], session: Session
+) -> None:
+    _post(client, epr, reading(on=BOOKING_DAY, edd=EDD))
+    at_13_weeks = BOOKING_DAY + dt.timedelta(days=5)  # 12+5
+    before = counts(session)
+    response = _post(client, epr, reading(on=at_13_weeks, contact="36_weeks"))
+    assert response.status_code == 422, response.text
+    (field,) = response.json()["fields"]
+    assert field["field"] == "contact"
+    assert "34+0 to 38+6" in field["message"] and "12+5" in field["message"]
+    assert counts(session) == before
+    at_34_weeks = EDD - dt.timedelta(days=42)  # 34+0: a week's leeway before the window
+    accepted = _post(client, epr, reading(on=at_34_weeks, contact="36_weeks"))
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["contact"] == "36_weeks"
+
+
 def test_a_second_booking_on_another_day_is_a_conflict(
     client: TestClient, epr: dict[str, str], session: Session
 ) -> None:
