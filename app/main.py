@@ -43,6 +43,7 @@ from app.web import advisor as web_advisor
 from app.web import auth as web_auth
 from app.web import co_tests as web_co_tests
 from app.web import lead as web_lead
+from app.web import pages as web_pages
 from app.web import women as web_women
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -133,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     register_error_handlers(application)
     web_auth.register_page_handlers(application)
+    web_pages.register_not_found_pages(application)
     application.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for router in (*API_ROUTERS, *PAGE_ROUTERS, metrics_api.router):
         application.include_router(router)

@@ -9,14 +9,16 @@ an error summary linking to each field, and what was typed.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from sqlalchemy.orm.exc import StaleDataError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from app.api.deps import SessionDep
@@ -46,6 +48,7 @@ class PageForbiddenError(ExhaleError):
 ERROR_TITLES = {
     403: "You cannot use this page",
     404: "Page not found",
+    405: "Page not found",
     409: "Someone else changed this record",
     422: "Check what was sent",
     500: "Sorry, there is a problem with the service",
@@ -103,6 +106,42 @@ class PageRoute(APIRoute):
         return handler
 
 
+API_PATHS = ("/api", "/fhir", "/hl7", "/oauth2", "/metrics", "/healthz", "/readyz")
+"""Paths whose errors are always the API's error body, whoever asks."""
+
+
+def _wants_page(request: Request) -> bool:
+    path = request.url.path
+    if any(path == prefix or path.startswith(prefix + "/") for prefix in API_PATHS):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+def register_not_found_pages(app: FastAPI) -> None:
+    """A browser sent to an address no route has (404), or to one only a form posts to (405),
+    gets the "Page not found" page; API paths and clients that do not ask for HTML keep the
+    API's error body.
+
+    Call after ``register_error_handlers``: its answer stays the answer for everything else, and
+    gives the 405 page its ``Allow`` header.
+    """
+    api_answer = app.exception_handlers[StarletteHTTPException]
+
+    async def answer(request: Request, exc: Exception) -> Response:
+        response = api_answer(request, exc)
+        if inspect.isawaitable(response):
+            response = await response
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code not in {404, 405} or not _wants_page(request):
+            return response
+        page = error_page(request, exc.status_code, "Check the address: this page does not exist.")
+        if "allow" in response.headers:
+            page.headers["Allow"] = response.headers["allow"]
+        return page
+
+    app.add_exception_handler(StarletteHTTPException, answer)
+
+
 ROLE_NAMES = {"midwife": "midwives", "advisor": "advisors", "lead": "leads", "admin": "admins"}
 
 
@@ -127,9 +166,10 @@ def role_user(*roles: str, record: str | None = None) -> Any:
                 record_id=request.path_params.get("id"),
             )
         allowed = " and ".join(ROLE_NAMES.get(r, r) for r in roles)
+        article = "an" if (user.role or "").startswith(("a", "e", "i", "o", "u")) else "a"
         raise PageForbiddenError(
-            f"This page is for {allowed}. You are signed in as a {user.role}: go to your home "
-            "page for the pages you use."
+            f"This page is for {allowed}. You are signed in as {article} {user.role}: go to your "
+            "home page for the pages you use."
         )
 
     dependency.__name__ = f"page_{'_'.join(roles)}"
