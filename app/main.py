@@ -19,6 +19,7 @@ from app.api import (
     admin,
     deliveries,
     devices,
+    docs,
     fhir,
     health,
     hl7v2,
@@ -49,6 +50,7 @@ from app.web import women as web_women
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 API_ROUTERS = (
     health.router,
+    docs.router,
     pregnancies.router,
     readings.router,
     devices.router,
@@ -117,6 +119,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     application = ExhaleAPI(
         title="exhale",
+        docs_url=None,  # served by app.api.docs, without a CDN
+        redoc_url=None,
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
@@ -135,6 +139,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     register_error_handlers(application)
     web_auth.register_page_handlers(application)
     web_pages.register_not_found_pages(application)
+    # Before /static, which would otherwise take these paths too.
+    application.mount(docs.ASSETS_PATH, StaticFiles(directory=docs.ASSETS_DIR), name="api-docs")
     application.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for router in (*API_ROUTERS, *PAGE_ROUTERS, metrics_api.router):
         application.include_router(router)

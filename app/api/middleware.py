@@ -21,6 +21,7 @@ try:
 except ImportError:  # pragma: no cover (a FastAPI that keeps full paths on every route)
     iter_route_contexts = None  # type: ignore[assignment]
 
+from app.api import docs
 from app.logs import get_logger
 from app.metrics import RequestMetrics
 
@@ -131,16 +132,13 @@ PAGE_CSP = (
     "font-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; "
     "frame-ancestors 'none'"
 )
-# FastAPI's /docs and /redoc load Swagger UI and ReDoc from a CDN with an inline start-up script.
-# They carry no patient data.
+# /docs and /redoc (app.api.docs) start Swagger UI and ReDoc with an inline script, from files
+# exhale serves; ReDoc runs a worker from a blob. They carry no patient data.
 DOCS_CSP = (
-    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "font-src https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
-    "https://cdn.redoc.ly; worker-src blob:; connect-src 'self'; base-uri 'none'; "
+    "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; worker-src blob:; connect-src 'self'; base-uri 'none'; "
     "frame-ancestors 'none'"
 )
-DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
 STATIC_PREFIX = "/static/"
 PERMISSIONS_POLICY = (
     "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
@@ -166,7 +164,7 @@ class SecurityHeadersMiddleware:
     def _headers_for(self, scope: Scope) -> list[tuple[bytes, bytes]]:
         path = str(scope.get("path", ""))
         headers = [
-            (b"content-security-policy", (DOCS_CSP if path in DOCS_PATHS else PAGE_CSP).encode()),
+            (b"content-security-policy", (DOCS_CSP if path in docs.PATHS else PAGE_CSP).encode()),
             (b"x-content-type-options", b"nosniff"),
             (b"referrer-policy", b"no-referrer"),
             (b"x-frame-options", b"DENY"),

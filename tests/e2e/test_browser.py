@@ -3,7 +3,8 @@ the bridge, she records it and reads the referral script; the advisor finds the 
 in her queue and records a contact and a quit date; the lead opens the measures.
 
 Every page is scanned with axe-core (no serious or critical violation allowed) and photographed
-into test-artifacts/screenshots/.
+into test-artifacts/screenshots/; the API documentation pages, which are Swagger UI's and ReDoc's,
+are only checked to render with nothing fetched from outside.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ def test_midwife_advisor_and_lead_in_a_real_browser(
         _advisor(pages, world)
         _lead(pages, world)
         _refused(pages, world)
+        _api_docs(pages)
     assert pages.audit.blocking() == [], "\n".join(pages.audit.blocking())
     assert pages.audit.outside_requests == []
     assert pages.audit.script_errors == []
@@ -226,4 +228,15 @@ def _refused(pages: Pages, world: World) -> None:
     _log_in(page, world.lead)
     expect(page.get_by_role("heading", name="You cannot use this page")).to_be_visible()
     pages.check(page, "forbidden")
+    page.context.close()
+
+
+def _api_docs(pages: Pages) -> None:
+    """The API's documentation renders with nothing fetched from outside (no CDN)."""
+    page = pages.person()
+    page.goto("/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("exhale")
+    expect(page.get_by_text("/api/v1/readings", exact=True).first).to_be_visible()
+    page.goto("/redoc")
+    expect(page.get_by_role("heading", name=re.compile("^exhale"))).to_be_visible()
     page.context.close()
