@@ -1,8 +1,9 @@
-"""The API's documentation pages, ``/docs`` (Swagger UI) and ``/redoc``, with files exhale serves.
+"""The API's documentation page, ``/docs`` (Swagger UI), with files exhale serves.
 
-FastAPI's own pages load Swagger UI and ReDoc from a CDN, which a trust's network may block,
-leaving a blank page. These are the same pages, loading the copies of those files that the
-``fastapi-offline`` package ships, mounted at ``ASSETS_PATH``. They carry no patient data.
+FastAPI's own page loads Swagger UI from a CDN, which a trust's network may block, leaving a
+blank page. This is the same page, loading the copy of Swagger UI that the ``fastapi-offline``
+package ships, mounted at ``ASSETS_PATH``. It carries no patient data. There is no ``/redoc``:
+ReDoc fetches its own logo from its CDN.
 """
 
 from __future__ import annotations
@@ -11,19 +12,14 @@ from importlib.resources import files
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.openapi.docs import (
-    get_redoc_html,
-    get_swagger_ui_html,
-    get_swagger_ui_oauth2_redirect_html,
-)
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 
 ASSETS_PATH = "/static/api-docs"  # under /static: cached like the pages' own files
 ASSETS_DIR = Path(str(files("fastapi_offline") / "static"))
 SWAGGER_UI = "/docs"
 OAUTH2_REDIRECT = "/docs/oauth2-redirect"
-REDOC = "/redoc"
-PATHS = frozenset({SWAGGER_UI, OAUTH2_REDIRECT, REDOC})
+PATHS = frozenset({SWAGGER_UI, OAUTH2_REDIRECT})
 
 router = APIRouter(include_in_schema=False)
 
@@ -52,15 +48,3 @@ async def swagger_ui(request: Request) -> HTMLResponse:
 @router.get(OAUTH2_REDIRECT)
 async def swagger_ui_oauth2_redirect() -> HTMLResponse:
     return get_swagger_ui_oauth2_redirect_html()
-
-
-@router.get(REDOC)
-async def redoc(request: Request) -> HTMLResponse:
-    assets = _assets(request)
-    return get_redoc_html(
-        openapi_url=_openapi_url(request),
-        title=f"{request.app.title}: API",
-        redoc_js_url=f"{assets}/redoc.standalone.js",
-        redoc_favicon_url=f"{assets}/favicon.png",
-        with_google_fonts=False,
-    )

@@ -132,12 +132,11 @@ PAGE_CSP = (
     "font-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; "
     "frame-ancestors 'none'"
 )
-# /docs and /redoc (app.api.docs) start Swagger UI and ReDoc with an inline script, from files
-# exhale serves; ReDoc runs a worker from a blob. They carry no patient data.
+# /docs (app.api.docs) starts Swagger UI, from files exhale serves, with an inline script. It
+# carries no patient data.
 DOCS_CSP = (
     "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; worker-src blob:; connect-src 'self'; base-uri 'none'; "
-    "frame-ancestors 'none'"
+    "img-src 'self' data:; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 STATIC_PREFIX = "/static/"
 PERMISSIONS_POLICY = (

@@ -116,8 +116,7 @@ class Pages:
         return page
 
     def _check_request(self, request: Any) -> None:
-        local = (self.base_url, f"blob:{self.base_url}", "data:")  # blob: made by the page itself
-        if not request.url.startswith(local):
+        if not request.url.startswith((self.base_url, "data:")):
             self.audit.outside_requests.append(request.url)
 
     def check(self, page: Page, name: str, *, narrow: bool = False) -> None:
