@@ -57,6 +57,7 @@ class ReferralSettings(BaseModel):
     co_confirmed_quit_below_ppm: int = Field(default=10, ge=1, le=100)
     max_contact_attempts: int = Field(default=3, ge=1, le=20)
     first_contact_working_days: int = Field(default=1, ge=1, le=20)
+    quit_date_max_days_ahead: int = Field(default=90, ge=0, le=365)  # after today; later refused
 
 
 class AuthSettings(BaseModel):

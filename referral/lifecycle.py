@@ -93,7 +93,11 @@ class IllegalTransition(Exception):
 
 
 class InvalidEvent(Exception):
-    """The event's data is wrong; ``field`` names the value to fix."""
+    """The event's data is wrong; ``field`` names the value to fix.
+
+    ``message`` follows the field's name: the API answers ``{field, message}`` and the pages
+    show "<the field's label> <message>.", so it reads on from a name ("is needed for ...").
+    """
 
     def __init__(self, field: str, message: str):
         self.field = field
@@ -129,11 +133,14 @@ class LifecyclePolicy:
     ``max_contact_attempts``: failed first-contact attempts before she is uncontactable and goes
     back to the midwife (DOMAIN.md, "several attempts"; 3 by default).
     ``co_confirmed_quit_below_ppm``: a quit is CO-confirmed when exhaled CO is below this, in ppm
-    (10; NHS stop smoking services statistics). ``tz``: where dates such as the quit date live.
+    (10; NHS stop smoking services statistics). ``quit_date_max_days_ahead``: a quit date may be
+    at most this many days after today (90 by default; a trust setting, no national limit), so
+    that a mistyped year is refused. ``tz``: where dates such as the quit date and today live.
     """
 
     max_contact_attempts: int = 3
     co_confirmed_quit_below_ppm: int = 10
+    quit_date_max_days_ahead: int = 90
     tz: ZoneInfo = LONDON
 
     def __post_init__(self) -> None:
@@ -141,6 +148,8 @@ class LifecyclePolicy:
             raise ValueError("max_contact_attempts: must be 1 or more")
         if not 1 <= self.co_confirmed_quit_below_ppm <= CO_PPM_MAX:
             raise ValueError(f"co_confirmed_quit_below_ppm: must be 1 to {CO_PPM_MAX} ppm")
+        if self.quit_date_max_days_ahead < 0:
+            raise ValueError("quit_date_max_days_ahead: must be 0 or more")
 
 
 @dataclass(frozen=True)
@@ -289,7 +298,8 @@ def apply(
     ``policy.max_contact_attempts``-th (3rd) failed attempt before any contact closes it as
     uncontactable. Later attempts are allowed and change nothing. Assessment: contacted to
     engaged. Quit date: engaged to quit_date_set, and may be moved again before any outcome; it
-    must not be before the referral opened (local date in ``policy.tz``). Outcome checks need a
+    must not be before the referral opened, nor more than ``policy.quit_date_max_days_ahead``
+    (90) days after ``now`` (both as dates in ``policy.tz``). Outcome checks need a
     quit date and go forward through 28 days, 12 weeks, end of pregnancy and after the birth;
     stages may be skipped (a late referral may reach the end of pregnancy before 12 weeks) but
     not repeated or reversed. The after-birth outcome completes the referral; ``close`` completes
@@ -310,7 +320,7 @@ def apply(
         case Assessment():
             return replace(state, status=ReferralStatus.engaged)
         case QuitDateSet():
-            return _quit_date_set(state, event, policy)
+            return _quit_date_set(state, event, policy, now)
         case OutcomeCheck():
             return _outcome_check(state, event, policy, now)
         case OptOut():
@@ -359,17 +369,32 @@ def _contact_attempt(
     return failed
 
 
+def _long_date(day: dt.date) -> str:
+    """A date as the pages show it: "1 December 2026"."""
+    # app.web.pages.long_date's format; referral/ does not import the web layer.
+    return f"{day.day} {day:%B %Y}"
+
+
 def _quit_date_set(
-    state: ReferralState, event: QuitDateSet, policy: LifecyclePolicy
+    state: ReferralState, event: QuitDateSet, policy: LifecyclePolicy, now: dt.datetime
 ) -> ReferralState:
+    quit_on = event.quit_date
     opened_on = state.opened_at.astimezone(policy.tz).date()
-    if event.quit_date < opened_on:
+    if quit_on < opened_on:
         raise InvalidEvent(
             "quit_date",
-            f"{event.quit_date.isoformat()} is before the referral opened on "
-            f"{opened_on.isoformat()}; choose that day or later",
+            f"is {_long_date(quit_on)}, before the referral opened on {_long_date(opened_on)}: "
+            "choose that day or later",
         )
-    return replace(state, status=ReferralStatus.quit_date_set, quit_date=event.quit_date)
+    days = policy.quit_date_max_days_ahead
+    latest = now.astimezone(policy.tz).date() + dt.timedelta(days=days)
+    if quit_on > latest:
+        raise InvalidEvent(
+            "quit_date",
+            f"is {_long_date(quit_on)}, more than {days} days from today: "
+            f"choose {_long_date(latest)} or earlier",
+        )
+    return replace(state, status=ReferralStatus.quit_date_set, quit_date=quit_on)
 
 
 def _outcome_check(
@@ -398,9 +423,9 @@ def _check_outcome_co(event: OutcomeCheck, below_ppm: int) -> None:
     """
     co_ppm, result = event.co_ppm, event.result
     if result is OutcomeResult.co_confirmed_quit and co_ppm is None:
-        raise InvalidEvent("co_ppm", "a CO-confirmed quit needs the CO reading in ppm")
+        raise InvalidEvent("co_ppm", "is needed for a CO-confirmed quit: enter it in ppm")
     if result is OutcomeResult.lost_to_follow_up and co_ppm is not None:
-        raise InvalidEvent("co_ppm", "leave it empty: she was lost to follow-up")
+        raise InvalidEvent("co_ppm", "must be empty when she was lost to follow-up")
     quitting = result in (OutcomeResult.co_confirmed_quit, OutcomeResult.self_reported_quit)
     if co_ppm is None or not quitting:
         return

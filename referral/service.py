@@ -67,6 +67,7 @@ def policies_from(settings: Settings) -> Policies:
         lifecycle=lifecycle.LifecyclePolicy(
             max_contact_attempts=r.max_contact_attempts,
             co_confirmed_quit_below_ppm=r.co_confirmed_quit_below_ppm,
+            quit_date_max_days_ahead=r.quit_date_max_days_ahead,
         ),
         first_contact_working_days=r.first_contact_working_days,
     )
@@ -312,7 +313,11 @@ def record_event(
     policy: Policies,
     now: dt.datetime,
 ) -> ReferralEvent:
-    """Apply one event through the lifecycle; 409 names the allowed moves, 422 the bad field."""
+    """Apply one event through the lifecycle; 409 names the allowed moves, 422 the bad field.
+
+    Every caller (API, pages) records events here, so the checks that need her pregnancy, which
+    the pure lifecycle does not see, are made here too: see ``_check_fits_pregnancy``.
+    """
     check_version(referral, expected_version)
     before = state_of(referral)
     try:
@@ -323,6 +328,7 @@ def record_event(
         raise InvalidInput(
             f"Check {error.field}.", fields=[FieldError(error.field, error.message)]
         ) from None
+    _check_fits_pregnancy(session, referral=referral, event=event)
     referral.status = after.status.value
     referral.reasons = list(after.reasons)
     referral.failed_contact_attempts = after.failed_contact_attempts
@@ -349,6 +355,32 @@ def record_event(
     event_type = "referral.closed" if not after.is_open else "referral.updated"
     enqueue_referral_event(session, referral=referral, event_type=event_type, now=now)
     return stored
+
+
+def _check_fits_pregnancy(session: Session, *, referral: Referral, event: lifecycle.Event) -> None:
+    """Refuse an after-the-birth outcome while her pregnancy has no birth recorded.
+
+    The after-birth outcome completes the referral, so one recorded during pregnancy would shut
+    out the follow-ups still to come (28 days, 12 weeks, end of pregnancy).
+    """
+    if not isinstance(event, lifecycle.OutcomeCheck):
+        return
+    if event.stage is not lifecycle.OutcomeStage.after_birth:
+        return
+    pregnancy = session.get(Pregnancy, referral.pregnancy_id)
+    assert pregnancy is not None
+    if pregnancy.born_on is None:
+        raise InvalidInput(
+            "The outcome after the birth needs the birth recorded first (by her midwife or the "
+            f"maternity record: POST /api/v1/pregnancies/{referral.pregnancy_id}/birth).",
+            fields=[
+                FieldError(
+                    "stage",
+                    "is after the birth, but no birth is recorded for this pregnancy: "
+                    "record the birth first",
+                )
+            ],
+        )
 
 
 def accept(

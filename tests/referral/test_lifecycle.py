@@ -223,7 +223,10 @@ def test_quit_date_before_the_referral_opened_is_rejected() -> None:
     with pytest.raises(InvalidEvent) as caught:
         apply(state(S.engaged), QuitDateSet(dt.date(2026, 5, 31)), POLICY, now=NOW)
     assert caught.value.field == "quit_date"
-    assert str(caught.value).startswith("quit_date: 2026-05-31 is before the referral opened")
+    assert str(caught.value) == (
+        "quit_date: is 31 May 2026, before the referral opened on 1 June 2026: "
+        "choose that day or later"
+    )
 
 
 def test_quit_date_on_the_day_it_opened_is_accepted() -> None:
@@ -237,6 +240,32 @@ def test_quit_date_is_compared_with_the_local_opening_date() -> None:
     assert apply(opened, QuitDateSet(dt.date(2026, 4, 1)), POLICY, now=NOW).quit_date
     with pytest.raises(InvalidEvent, match=r"^quit_date: "):
         apply(opened, QuitDateSet(dt.date(2026, 3, 31)), POLICY, now=NOW)
+
+
+def test_quit_date_more_than_the_policy_days_ahead_is_rejected() -> None:
+    # NOW is 2 June 2026: 90 days on is 31 August.
+    engaged = state(S.engaged)
+    assert apply(engaged, QuitDateSet(dt.date(2026, 8, 31)), POLICY, now=NOW).quit_date
+    with pytest.raises(InvalidEvent) as caught:
+        apply(engaged, QuitDateSet(dt.date(2030, 1, 1)), POLICY, now=NOW)
+    assert caught.value.field == "quit_date"
+    assert str(caught.value) == (
+        "quit_date: is 1 January 2030, more than 90 days from today: "
+        "choose 31 August 2026 or earlier"
+    )
+    week = LifecyclePolicy(quit_date_max_days_ahead=7)
+    with pytest.raises(InvalidEvent, match=r"^quit_date: is 10 June 2026, more than 7 days"):
+        apply(engaged, QuitDateSet(dt.date(2026, 6, 10)), week, now=NOW)
+
+
+def test_quit_date_ahead_is_counted_from_today_in_england() -> None:
+    # 23:30 UTC on 2 June 2026 is 00:30 on 3 June in London (BST).
+    late = dt.datetime(2026, 6, 2, 23, 30, tzinfo=dt.UTC)
+    today_only = LifecyclePolicy(quit_date_max_days_ahead=0)
+    after = apply(state(S.engaged), QuitDateSet(dt.date(2026, 6, 3)), today_only, now=late)
+    assert after.quit_date == dt.date(2026, 6, 3)
+    with pytest.raises(InvalidEvent, match=r"^quit_date: is 4 June 2026"):
+        apply(state(S.engaged), QuitDateSet(dt.date(2026, 6, 4)), today_only, now=late)
 
 
 @pytest.mark.parametrize("status", [S.pending, S.contacted, S.engaged])
@@ -253,7 +282,7 @@ def test_outcome_without_a_quit_date_is_rejected(status: ReferralStatus) -> None
         ("co_confirmed_quit", 9, None),
         ("co_confirmed_quit", 10, "co_ppm: 10 ppm does not confirm a quit"),
         ("co_confirmed_quit", 30, "co_ppm: 30 ppm does not confirm a quit"),
-        ("co_confirmed_quit", None, "co_ppm: a CO-confirmed quit needs the CO reading"),
+        ("co_confirmed_quit", None, "co_ppm: is needed for a CO-confirmed quit: enter it in ppm"),
         ("self_reported_quit", None, None),
         ("self_reported_quit", 9, "co_ppm: 9 ppm confirms the quit"),
         ("self_reported_quit", 10, "co_ppm: 10 ppm does not confirm a quit"),
@@ -261,7 +290,7 @@ def test_outcome_without_a_quit_date_is_rejected(status: ReferralStatus) -> None
         ("smoking", 2, None),
         ("smoking", 25, None),
         ("lost_to_follow_up", None, None),
-        ("lost_to_follow_up", 4, "co_ppm: leave it empty"),
+        ("lost_to_follow_up", 4, "co_ppm: must be empty when she was lost to follow-up"),
     ],
 )
 def test_outcome_result_must_agree_with_co(
@@ -369,6 +398,7 @@ def test_times_must_be_timezone_aware() -> None:
         ({"max_contact_attempts": 0}, "max_contact_attempts"),
         ({"co_confirmed_quit_below_ppm": 0}, "co_confirmed_quit_below_ppm"),
         ({"co_confirmed_quit_below_ppm": 501}, "co_confirmed_quit_below_ppm"),
+        ({"quit_date_max_days_ahead": -1}, "quit_date_max_days_ahead"),
     ],
 )
 def test_nonsense_policy_raises_naming_the_field(overrides: dict[str, Any], field: str) -> None:
