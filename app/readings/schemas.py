@@ -23,9 +23,19 @@ from app.readings.models import ReadingOutcome, SmokingStatus
 ShortText = Annotated[StrictStr, Field(min_length=1, max_length=100)]
 
 
+PHONE_LENGTH = (5, 32)
+
+
 def _check_phone(value: str) -> str:
-    if not all(c.isascii() and (c.isdigit() or c in " +()-") for c in value):
-        raise ValueError("use digits, spaces and + ( ) - only, for example 07700 900123")
+    # The length is checked here, not by Field, so that every bad phone gets this one message.
+    shortest, longest = PHONE_LENGTH
+    if not (
+        shortest <= len(value) <= longest
+        and all(c.isascii() and (c.isdigit() or c in " +()-") for c in value)
+    ):
+        raise ValueError(
+            f"use {shortest} to {longest} digits, spaces and + ( ) - only, for example 07700 900123"
+        )
     return value
 
 
@@ -36,7 +46,11 @@ def _normalise_postcode(value: str) -> str:
     return f"{compact[:-3]} {compact[-3:]}"
 
 
-Phone = Annotated[StrictStr, Field(min_length=5, max_length=32), AfterValidator(_check_phone)]
+Phone = Annotated[
+    StrictStr,
+    Field(json_schema_extra={"minLength": PHONE_LENGTH[0], "maxLength": PHONE_LENGTH[1]}),
+    AfterValidator(_check_phone),
+]
 Postcode = Annotated[
     StrictStr, Field(min_length=2, max_length=10), AfterValidator(_normalise_postcode)
 ]

@@ -61,6 +61,12 @@ HOW = (
     ("declined", "She declined the test", None),
     ("no_monitor", "No working monitor", None),
 )
+NO_READING = {
+    "declined": "A declined test has no reading: clear the number, or choose to type it.",
+    "no_monitor": (
+        "With no working monitor there is no reading: clear the number, or choose to type it."
+    ),
+}
 SMOKING = (
     (SmokingStatus.smoker.value, "She smokes", None),
     (SmokingStatus.ex_smoker.value, "She has stopped smoking", None),
@@ -202,6 +208,9 @@ def _read_outcome(
             )
         return {"co_ppm": ppm, "outcome": ReadingOutcome.measured}
     if values.how in ("declined", "no_monitor"):
+        if values.co_ppm:  # a number typed and then a test with no reading chosen: ask, not drop
+            errors.add("co_ppm", NO_READING[values.how])
+            return {}
         return {"outcome": ReadingOutcome(values.how)}
     errors.add("how", "Choose how the test was done.")
     return {}

@@ -7,10 +7,12 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.clock import local_today
 from app.db import utcnow
+from app.readings.models import Reading
 from tests import factories
 from tests.app.access_world import Side, build_side, sign_in
 
@@ -114,3 +116,64 @@ def test_pages_name_their_icon_so_browsers_do_not_ask_for_one(client: TestClient
     page = client.get("/login")
     assert page.status_code == 200
     assert '<link rel="icon" href="data:,">' in page.text
+
+
+def _error_summary(page: str) -> list[tuple[str, str]]:
+    summary = page.split('class="error-summary__list"', 1)[1].split("</ul>", 1)[0]
+    return re.findall(r'<a href="#([^"]+)">([^<]*)</a>', summary)
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("declined", "A declined test has no reading: clear the number, or choose to type it."),
+        (
+            "no_monitor",
+            "With no working monitor there is no reading: clear the number, or choose to type it.",
+        ),
+    ],
+)
+def test_a_number_typed_for_a_test_with_no_reading_is_asked_about_not_dropped(
+    client: TestClient, session: Session, side: Side, how: str, message: str
+) -> None:
+    csrf = sign_in(client, session, side.users["midwife"])
+    form = {
+        "csrf_token": csrf,
+        "source_id": "web-" + "b" * 24,
+        "how": how,
+        "co_ppm": "7",
+        "smoking_status": "smoker",
+    }
+
+    answer = client.post(f"/pregnancies/{side.pregnancy.id}/test", data=form)
+
+    assert answer.status_code == 422
+    assert _error_summary(answer.text) == [("co_ppm", message)]
+    assert 'value="7"' in answer.text
+    assert session.scalar(select(func.count()).select_from(Reading)) == 0
+
+
+@pytest.mark.parametrize("phone", ["abc", "0770090012x", "0" * 33])
+def test_a_phone_number_that_is_not_one_says_what_a_phone_number_is(
+    client: TestClient, session: Session, side: Side, phone: str
+) -> None:
+    csrf = sign_in(client, session, side.users["midwife"])
+    due = local_today() + dt.timedelta(days=200)
+    form = {
+        "csrf_token": csrf,
+        "nhs_number": "9990000077",
+        "estimated_due_date-day": str(due.day),
+        "estimated_due_date-month": str(due.month),
+        "estimated_due_date-year": str(due.year),
+        "phone": phone,
+    }
+
+    answer = client.post("/pregnancies/new", data=form)
+
+    assert answer.status_code == 422
+    assert _error_summary(answer.text) == [
+        (
+            "phone",
+            "Phone number: use 5 to 32 digits, spaces and + ( ) - only, for example 07700 900123.",
+        )
+    ]

@@ -308,6 +308,30 @@ def test_bad_fields_are_named_and_nothing_is_stored(
     assert "Testpatient" not in response.text
 
 
+PHONE_MESSAGE = "use 5 to 32 digits, spaces and + ( ) - only, for example 07700 900123"
+
+
+@pytest.mark.parametrize("phone", ["abc", "0770090012x", "0" * 33])
+def test_a_bad_phone_number_is_answered_with_what_a_phone_number_is(
+    client: TestClient, epr: dict[str, str], session: Session, phone: str
+) -> None:
+    body = reading(on=BOOKING_DAY, edd=EDD)
+    body["pregnancy"]["phone"] = phone
+    before = counts(session)
+
+    response = _post(client, epr, body)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["fields"] == [{"field": "pregnancy.phone", "message": PHONE_MESSAGE}]
+    assert counts(session) == before
+    pregnancy_id = _post(client, epr, reading(on=BOOKING_DAY, edd=EDD)).json()["pregnancy_id"]
+    patched = client.patch(
+        f"/api/v1/pregnancies/{pregnancy_id}", json={"phone": phone}, headers=epr
+    )
+    assert patched.status_code == 422
+    assert patched.json()["fields"] == [{"field": "phone", "message": PHONE_MESSAGE}]
+
+
 def test_a_missing_ppm_for_a_measured_test_is_named(
     client: TestClient, epr: dict[str, str]
 ) -> None:
