@@ -42,6 +42,7 @@ from app.logs import configure_logging
 from app.ratelimit import RateLimiter
 from app.web import advisor as web_advisor
 from app.web import auth as web_auth
+from app.web import births as web_births
 from app.web import co_tests as web_co_tests
 from app.web import lead as web_lead
 from app.web import pages as web_pages
@@ -66,6 +67,7 @@ PAGE_ROUTERS = (
     web_auth.router,
     web_women.router,
     web_co_tests.router,
+    web_births.router,
     web_advisor.router,
     web_lead.router,
 )

@@ -179,12 +179,13 @@ def check_contact_fits(pregnancy: Pregnancy, kind: ContactKind, on: dt.date) -> 
     if kind is ContactKind.postnatal:
         if pregnancy.born_on is None:
             raise InvalidInput(
-                "Check contact.",
+                "Check contact: postnatal needs the birth recorded first "
+                f"(POST /api/v1/pregnancies/{pregnancy.id}/birth).",
                 fields=[
                     FieldError(
                         "contact",
-                        "postnatal needs the birth recorded first "
-                        f"(POST /api/v1/pregnancies/{pregnancy.id}/birth)",
+                        "postnatal needs the birth recorded first: "
+                        "record the birth on her pregnancy page",
                     )
                 ],
             )
@@ -336,8 +337,13 @@ def record_postnatal_status(
 ) -> PostnatalStatus:
     if pregnancy.born_on is None:
         raise Conflict(
-            "Record the birth first (POST /api/v1/pregnancies/{id}/birth).",
-            fields=[FieldError("recorded_on", "the birth is not recorded yet")],
+            f"Record the birth first (POST /api/v1/pregnancies/{pregnancy.id}/birth).",
+            fields=[
+                FieldError(
+                    "recorded_on",
+                    "needs the birth recorded first: record the birth on her pregnancy page",
+                )
+            ],
         )
     if not pregnancy.born_on <= recorded_on <= today:
         raise InvalidInput(

@@ -260,6 +260,12 @@ def _current(
     )
 
 
+def is_current(session: Session, pregnancy: Pregnancy, today: dt.date, settings: Settings) -> bool:
+    """Whether this is the pregnancy her unit cares for today: pages record only on that one."""
+    current = _current(session, pregnancy.unit_id, pregnancy.nhs_number, today, settings)
+    return current is not None and current.id == pregnancy.id
+
+
 # --- her record ------------------------------------------------------------------------------
 
 
@@ -269,12 +275,10 @@ def show_pregnancy(
 ) -> Response:
     pregnancy = pregnancies.get_for_reader_or_raise(session, principal=user, pregnancy_id=id)
     today = local_today()
-    assert user.organisation_id is not None
-    current = _current(session, user.organisation_id, pregnancy.nhs_number, today, settings)
     context = {
         "user": user,
         "pregnancy": detail(session, pregnancy),
-        "is_current": current is not None and current.id == pregnancy.id,
+        "is_current": is_current(session, pregnancy, today, settings),
         "gestation_today": pregnancies.gestation_days(pregnancy, today),
     }
     return render(request, "pregnancy.html", context)

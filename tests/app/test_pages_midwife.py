@@ -289,6 +289,8 @@ def test_a_service_refusal_is_shown_on_the_field(
     assert answer.status_code == 422
     assert _error_links(answer.text) == ["contact"]
     assert "postnatal needs the birth recorded first" in answer.text
+    assert "record the birth on her pregnancy page" in answer.text
+    assert "/api/" not in answer.text
     assert _readings(session) == 0
 
 

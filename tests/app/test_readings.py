@@ -157,6 +157,8 @@ def test_the_birth_then_a_postnatal_test(client: TestClient, epr: dict[str, str]
     early = _post(client, epr, reading(on=TODAY - dt.timedelta(days=15), contact="postnatal"))
     assert early.status_code == 422
     assert "birth recorded first" in early.json()["fields"][0]["message"]
+    assert "/api/" not in early.json()["fields"][0]["message"]
+    assert f"/api/v1/pregnancies/{first['pregnancy_id']}/birth" in early.json()["detail"]
 
     born_on = (TODAY - dt.timedelta(days=30)).isoformat()
     birth = client.post(

@@ -158,6 +158,14 @@ def _midwife(pages: Pages, world: World, monitor: SimulatedMonitor) -> None:
     expect(page.get_by_role("heading", name="Amara Okafor")).to_be_visible()
     pages.check(page, "pregnancy", narrow=True)
 
+    page.get_by_role("button", name="Record the birth").click()  # at 12 weeks: refused
+    _date(page, "Date of the birth", local_date(utcnow()))
+    page.get_by_role("radio", name="She does not smoke").check()
+    page.get_by_role("button", name="Save the birth").click()
+    expect(page.get_by_role("link", name=re.compile("before 22 weeks"))).to_be_visible()
+    pages.check(page, "birth-error", narrow=True)
+    page.get_by_role("link", name="Back to her record").click()
+
     page.get_by_role("button", name="Record a CO test").click()
     page.get_by_label("Monitor", exact=True).select_option(SERIAL)
     page.get_by_role("button", name="Use this monitor").click()
