@@ -44,6 +44,7 @@ from app.web import advisor as web_advisor
 from app.web import auth as web_auth
 from app.web import births as web_births
 from app.web import co_tests as web_co_tests
+from app.web import details as web_details
 from app.web import lead as web_lead
 from app.web import pages as web_pages
 from app.web import women as web_women
@@ -68,6 +69,7 @@ PAGE_ROUTERS = (
     web_women.router,
     web_co_tests.router,
     web_births.router,
+    web_details.router,
     web_advisor.router,
     web_lead.router,
 )

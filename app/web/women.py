@@ -158,9 +158,24 @@ def show_register(request: Request, user: MidwifeUser) -> Response:
     return _register_page(request, user, values)
 
 
-def _details(
-    form: dict[str, str], errors: FormErrors, today: dt.date
+def _in_reach(due: dt.date, today: dt.date) -> bool:
+    """A due date a pregnancy in the unit's care today can have: from 4 weeks past to 40 ahead."""
+    return (
+        today - dt.timedelta(days=pregnancies.ENDS_AFTER_DUE_DAYS)
+        <= due
+        <= today + dt.timedelta(days=pregnancies.FULL_TERM_DAYS)
+    )
+
+
+def read_details(
+    form: dict[str, str], errors: FormErrors, today: dt.date, *, due_before: dt.date | None = None
 ) -> tuple[dict[str, Any], PregnancyDetails | None]:
+    """The register form's fields (due date, names, date of birth, phone, postcode): what was
+    typed, for the form to come back with, and the details when every field is right.
+
+    A due date is checked against today only when it is new (not ``due_before``): after the
+    birth, the due date she already has may be weeks past.
+    """
     values: dict[str, Any] = {name: form_text(form, name, 100) for name in DETAIL_FIELDS}
     values["edd"], due = read_date(
         form,
@@ -178,11 +193,7 @@ def _details(
         label="her date of birth",
         required=False,
     )
-    if due is not None and not (
-        today - dt.timedelta(days=pregnancies.ENDS_AFTER_DUE_DAYS)
-        <= due
-        <= today + dt.timedelta(days=pregnancies.FULL_TERM_DAYS)
-    ):
+    if due is not None and due != due_before and not _in_reach(due, today):
         errors.add(
             "estimated_due_date-day",
             "Her estimated due date must be within the next 40 weeks (or the last 4 weeks).",
@@ -224,7 +235,7 @@ def register(
         return _register_page(request, user, values)
     errors = FormErrors()
     number = _parse_nhs_number(typed, settings, errors)
-    values, details = _details(form, errors, today)
+    values, details = read_details(form, errors, today)
     values["nhs_number"] = typed
     if number is not None and details is not None:
         current = _current(session, user.organisation_id, number, today, settings)
