@@ -18,3 +18,8 @@ def local_date(moment: dt.datetime) -> dt.date:
 
 def local_today() -> dt.date:
     return local_date(dt.datetime.now(dt.UTC))
+
+
+def long_date(day: dt.date) -> str:
+    """A date as people read it on the pages and in messages: "1 December 2026"."""
+    return f"{day.day} {day:%B %Y}"

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import ClassVar, TypeVar, assert_never
 from zoneinfo import ZoneInfo
 
-from app.clock import LONDON
+from app.clock import LONDON, long_date
 
 CO_PPM_MAX = 500  # top of the range of the handheld monitors in use (Bedfont piCO, MicroCO)
 
@@ -369,12 +369,6 @@ def _contact_attempt(
     return failed
 
 
-def _long_date(day: dt.date) -> str:
-    """A date as the pages show it: "1 December 2026"."""
-    # app.web.pages.long_date's format; referral/ does not import the web layer.
-    return f"{day.day} {day:%B %Y}"
-
-
 def _quit_date_set(
     state: ReferralState, event: QuitDateSet, policy: LifecyclePolicy, now: dt.datetime
 ) -> ReferralState:
@@ -383,7 +377,7 @@ def _quit_date_set(
     if quit_on < opened_on:
         raise InvalidEvent(
             "quit_date",
-            f"is {_long_date(quit_on)}, before the referral opened on {_long_date(opened_on)}: "
+            f"is {long_date(quit_on)}, before the referral opened on {long_date(opened_on)}: "
             "choose that day or later",
         )
     days = policy.quit_date_max_days_ahead
@@ -391,8 +385,8 @@ def _quit_date_set(
     if quit_on > latest:
         raise InvalidEvent(
             "quit_date",
-            f"is {_long_date(quit_on)}, more than {days} days from today: "
-            f"choose {_long_date(latest)} or earlier",
+            f"is {long_date(quit_on)}, more than {days} days from today: "
+            f"choose {long_date(latest)} or earlier",
         )
     return replace(state, status=ReferralStatus.quit_date_set, quit_date=quit_on)
 

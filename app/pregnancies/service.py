@@ -8,6 +8,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
+from app.clock import long_date
 from app.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.identity.principal import Principal
 from app.pregnancies.models import Contact, ContactKind, PostnatalStatus, Pregnancy
@@ -262,20 +263,50 @@ def create(
     return pregnancy
 
 
+def _due_date_refused(message: str) -> InvalidInput:
+    return InvalidInput(
+        "Check estimated_due_date.", fields=[FieldError("estimated_due_date", message)]
+    )
+
+
+def _check_due_date_fits(pregnancy: Pregnancy, due: dt.date) -> None:
+    """A new due date must keep what is recorded inside the pregnancy it dates: every test on or
+    after its start (280 days before), antenatal tests by 44 weeks, and the birth at 22 weeks or
+    later."""
+    start = due - dt.timedelta(days=FULL_TERM_DAYS)
+    antenatal_ends = pregnancy.born_on or due + dt.timedelta(days=ENDS_AFTER_DUE_DAYS)
+    for contact in sorted(pregnancy.contacts, key=lambda c: c.occurred_on):
+        on = contact.occurred_on
+        if on < start or (contact.kind != ContactKind.postnatal and on > antenatal_ends):
+            raise _due_date_refused(
+                f"would put her {contact.kind} test on {long_date(on)} outside this pregnancy "
+                "(280 days before the due date to 44 weeks' gestation); check the date"
+            )
+    if pregnancy.born_on is not None and pregnancy.born_on < start + dt.timedelta(days=22 * 7):
+        raise _due_date_refused("would put the recorded birth before 22 weeks; check the date")
+
+
 def update(
     session: Session, *, principal: Principal, pregnancy: Pregnancy, changes: dict[str, object]
 ) -> list[str]:
-    """Apply the given fields that differ; audit which fields changed (never their values)."""
+    """Apply the given fields that differ; audit which fields changed (never their values).
+
+    A new due date is checked against her recorded tests and birth, and her contacts' stored
+    gestations follow it (a dating scan moves the due date; the tests' days stay)."""
     changed = []
     for name in DETAIL_FIELDS:
         if name in changes and getattr(pregnancy, name) != changes[name]:
-            if name == "estimated_due_date" and changes[name] is None:
-                raise InvalidInput(
-                    "Check estimated_due_date.",
-                    fields=[FieldError("estimated_due_date", "cannot be removed, only changed")],
-                )
+            if name == "estimated_due_date":
+                due = changes[name]
+                if due is None:
+                    raise _due_date_refused("cannot be removed, only changed")
+                assert isinstance(due, dt.date)
+                _check_due_date_fits(pregnancy, due)
             setattr(pregnancy, name, changes[name])
             changed.append(name)
+    if "estimated_due_date" in changed:
+        for contact in pregnancy.contacts:
+            contact.gestation_days = gestation_days(pregnancy, contact.occurred_on)
     if changed:
         session.flush()
         _audit(session, principal, audit.Action.update, pregnancy, detail={"fields": changed})

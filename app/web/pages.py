@@ -24,6 +24,7 @@ from starlette.responses import Response
 from app.api.deps import SessionDep
 from app.audit import service as audit
 from app.clock import LONDON
+from app.clock import long_date as _long_date
 from app.errors import ExhaleError
 from app.identity.principal import Principal
 from app.logs import get_logger
@@ -308,10 +309,10 @@ def local_time(value: dt.datetime | None) -> str:
 def long_date(value: dt.date | str | None) -> str:
     if isinstance(value, str):  # an ISO date kept in an event's data
         try:
-            return dt.date.fromisoformat(value).strftime("%-d %B %Y")
+            return _long_date(dt.date.fromisoformat(value))
         except ValueError:
             return value
-    return value.strftime("%-d %B %Y") if value else ""
+    return _long_date(value) if value else ""
 
 
 def nhs_number(value: str | None) -> str:

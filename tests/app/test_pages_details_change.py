@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.audit.models import AuditEvent
 from app.clock import local_today
-from app.pregnancies.models import Pregnancy
+from app.pregnancies.models import Contact, Pregnancy
 from app.readings.models import Reading
 from tests import factories
 from tests.app.access_world import Side, build_side, sign_in
@@ -317,3 +317,25 @@ def test_the_result_panel_says_when_the_service_has_no_number_to_phone_her(
     assert "No phone number for her" in without.text
     assert "The stop-smoking service cannot phone her" in without.text
     assert link in without.text
+
+
+def test_a_due_date_that_would_strand_her_recorded_test_is_refused_on_its_field(
+    client: TestClient, session: Session, side: Side, csrf: str
+) -> None:
+    booked_on = local_today() - dt.timedelta(days=60)
+    session.add(
+        Contact(
+            pregnancy_id=side.pregnancy.id, kind="booking", occurred_on=booked_on, gestation_days=0
+        )
+    )
+    session.flush()
+    before = _stored(session, side.pregnancy)
+    stranding = local_today() + dt.timedelta(days=250)  # began 30 days ago: after her booking
+    response = client.post(
+        f"/pregnancies/{side.pregnancy.id}/details",
+        data=_form(csrf, side.pregnancy, **_date("estimated_due_date", stranding)),
+    )
+    assert response.status_code == 422
+    assert _error_links(response.text) == ["estimated_due_date-day"]
+    assert f"booking test on {booked_on.day} {booked_on:%B %Y}" in response.text
+    assert _stored(session, side.pregnancy) == before

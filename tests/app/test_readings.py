@@ -138,6 +138,27 @@ def test_a_changed_due_date_updates_the_pregnancy_and_is_audited(
     assert [u.detail for u in updates] == [{"fields": ["estimated_due_date"]}]
 
 
+def test_a_due_date_moved_by_a_dating_scan_re_dates_her_tests_and_never_strands_them(
+    client: TestClient, epr: dict[str, str], session: Session
+) -> None:
+    created = _post(client, epr, reading(on=BOOKING_DAY, edd=EDD)).json()
+    url = f"/api/v1/pregnancies/{created['pregnancy_id']}"
+    moved = client.patch(
+        url, json={"estimated_due_date": str(EDD + dt.timedelta(days=9))}, headers=epr
+    )
+    assert moved.status_code == 200, moved.text
+    assert [c["gestation_days"] for c in moved.json()["contacts"]] == [84 - 9]
+
+    before = client.get(url, headers=epr).json()
+    too_late = EDD + dt.timedelta(days=200)  # her booking test would be before it began
+    refused = client.patch(url, json={"estimated_due_date": str(too_late)}, headers=epr)
+    assert refused.status_code == 422
+    (field,) = refused.json()["fields"]
+    assert field["field"] == "estimated_due_date"
+    assert f"booking test on {BOOKING_DAY.day} {BOOKING_DAY:%B %Y}" in field["message"]
+    assert client.get(url, headers=epr).json() == before
+
+
 def test_after_the_pregnancy_ends_a_new_booking_starts_a_new_one(
     client: TestClient, epr: dict[str, str]
 ) -> None:
