@@ -166,6 +166,11 @@ def _midwife(pages: Pages, world: World, monitor: SimulatedMonitor) -> None:
     pages.check(page, "birth-error", narrow=True)
     page.get_by_role("link", name="Back to her record").click()
 
+    page.get_by_role("link", name="Change her details").click()
+    expect(page.get_by_label("Phone number (optional)")).to_have_value("07700 900124")
+    pages.check(page, "details", narrow=True)
+    page.get_by_role("link", name="Back to her record").click()
+
     page.get_by_role("button", name="Record a CO test").click()
     page.get_by_label("Monitor", exact=True).select_option(SERIAL)
     page.get_by_role("button", name="Use this monitor").click()
