@@ -146,10 +146,21 @@ UNSENDABLE = "not sent: the service has no active destination or valid signing s
 
 
 def _hold(session: Session, claim: Claim, reason: str) -> None:
-    """Give back a claim that can send nothing: the attempt is not counted and no retry window
-    opens or runs, so the message waits, never fails; it is looked at again once the lease ends
-    (a missing destination or secret keeps it from being claimed at all)."""
-    session.execute(_fenced(claim).values(attempts=OutboxMessage.attempts - 1, last_error=reason))
+    """Give back a claim that can send nothing: the attempt is not counted, and a retry window
+    that earlier failures opened starts again when sending can resume, so the message waits,
+    never fails. It is looked at again once the lease ends (a missing destination or secret keeps
+    it from being claimed at all)."""
+    if rowcount(
+        session.execute(
+            _fenced(claim).values(attempts=OutboxMessage.attempts - 1, last_error=reason)
+        )
+    ):
+        session.execute(
+            update(OutboxDeliveryState)
+            .where(OutboxDeliveryState.outbox_message_id == claim.message_id)
+            .values(window_started_at=None, window_attempts=0)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def prepare(

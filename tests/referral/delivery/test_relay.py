@@ -339,3 +339,30 @@ def test_a_secret_no_key_opens_holds_its_messages_and_names_the_setting_not_the_
         OutboxStatus.delivered
     ]
     assert script.ids() == [message.webhook_id]
+
+
+def test_a_window_opened_by_failures_starts_again_after_a_hold(
+    session: Session, ready: World, make_relay: MakeRelay, clock: Clock
+) -> None:
+    message = factories.make_outbox_message(session, referral=ready.referral, now=clock())
+    script = Script(httpx.Response(500))
+    both = FAST.model_copy(
+        update={
+            "sealing_keys": SecretStr(f"{Fernet.generate_key().decode()},{DEFAULT_SEALING_KEY}")
+        }
+    )
+    assert make_relay(settings=both, transport=script.transport, clock=clock).run_once() == [
+        OutboxStatus.pending
+    ]  # the receiver failed: the 3-day window is open
+
+    # The key goes missing for longer than the window; the message is held throughout.
+    wrong = FAST.model_copy(update={"sealing_keys": SecretStr(Fernet.generate_key().decode())})
+    clock.advance(seconds=FAST.retry_for_hours * 3600 + FAST.backoff_cap_s)
+    assert make_relay(settings=wrong, transport=script.transport, clock=clock).run_once() == []
+
+    # Back, and the receiver fails once more: a new window, so still pending, not failed.
+    clock.advance(seconds=FAST.lease_s)
+    assert make_relay(settings=both, transport=script.transport, clock=clock).run_once() == [
+        OutboxStatus.pending
+    ]
+    assert _message(session, message.id).status == "pending"
