@@ -32,6 +32,7 @@ from app.web.pages import (
     form_text,
     read_date,
     read_whole_number,
+    refused,
     role_user,
     sentence,
     words,
@@ -335,10 +336,10 @@ def record_event(
                 now=utcnow(),
             )
         except ExhaleError as error:
-            session.rollback()  # nothing of a refused event is kept, as in the API
             fallback = FIRST_FIELD[EventKind(kind)]
-            errors.from_error(error, SERVICE_FIELDS, fallback=fallback, prefix=f"{kind}-")
-            status_code = 409 if error.status_code == 409 else 422
+            status_code = refused(
+                session, error, errors, SERVICE_FIELDS, fallback, prefix=f"{kind}-"
+            )
         else:
             session.commit()  # see app.api.readings: commit in the route, then redirect
             target = safe_next(return_to) if return_to else f"/referrals/{id}#timeline"

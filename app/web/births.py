@@ -35,6 +35,7 @@ from app.web.pages import (
     PageRoute,
     form_text,
     read_date,
+    refused,
     role_user,
     sentence,
 )
@@ -160,10 +161,8 @@ def _save(
                 raise InvalidInput(NOT_CURRENT)
             record(session, user, pregnancy, on, values.smoking_status, today)
         except ExhaleError as error:
-            session.rollback()  # nothing of a refused write is kept, as in the API
-            label = sentence(page.date_label)
-            errors.from_error(error, {page.date_field: (page.date_id, label)}, page.date_id)
-            status_code = 409 if error.status_code == 409 else 422
+            fields = {page.date_field: (page.date_id, sentence(page.date_label))}
+            status_code = refused(session, error, errors, fields, page.date_id)
         else:
             session.commit()  # see app.api.readings: commit in the route, then redirect
             return RedirectResponse(f"/pregnancies/{pregnancy_id}", status_code=303)

@@ -41,6 +41,7 @@ from app.web.pages import (
     form_text,
     read_date,
     read_whole_number,
+    refused,
     role_user,
 )
 from referral import queue
@@ -286,9 +287,7 @@ def record_test(
                 session, principal=user, body=body, settings=settings, now=utcnow()
             )
         except ExhaleError as error:
-            session.rollback()  # nothing of a refused test is kept, as in the API
-            errors.from_error(error, SERVICE_FIELDS, fallback="how")
-            status_code = error.status_code if error.status_code in (404, 409) else 422
+            status_code = refused(session, error, errors, SERVICE_FIELDS, "how", kept=(404, 409))
         else:
             if recorded.reading.pregnancy_id == id:
                 session.commit()  # see app.api.readings: commit in the route, then redirect

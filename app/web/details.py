@@ -25,7 +25,7 @@ from app.pregnancies import service as pregnancies
 from app.pregnancies.models import Pregnancy
 from app.readings.schemas import PregnancyDetails
 from app.web.common import check_form_csrf, render
-from app.web.pages import DateParts, FormDep, FormErrors, PageRoute, role_user
+from app.web.pages import DateParts, FormDep, FormErrors, PageRoute, refused, role_user
 from app.web.women import DETAIL_FIELDS, DETAIL_FIELDS_SHOWN, is_current, read_details
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
@@ -110,12 +110,12 @@ def change_details(
             changes = _changes(pregnancy, details)
             pregnancies.update(session, principal=user, pregnancy=pregnancy, changes=changes)
         except ExhaleError as error:
-            session.rollback()  # nothing of a refused write is kept, as in the API
-            errors.from_error(error, DETAIL_FIELDS_SHOWN, "estimated_due_date-day")
+            status_code = refused(
+                session, error, errors, DETAIL_FIELDS_SHOWN, "estimated_due_date-day"
+            )
             pregnancy = pregnancies.get_for_reader_or_raise(
                 session, principal=user, pregnancy_id=id
             )
-            status_code = 409 if error.status_code == 409 else 422
         else:
             session.commit()  # see app.api.readings: commit in the route, then redirect
             return RedirectResponse(f"/pregnancies/{id}", status_code=303)

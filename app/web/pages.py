@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -226,6 +227,24 @@ class FormErrors:
             field_id, label = fields.get(item.field, (fallback, ""))
             message = f"{label} {item.message}" if label else error.detail
             self.add(prefix + field_id, message if message.endswith(".") else message + ".")
+
+
+def refused(
+    session: Session,
+    error: ExhaleError,
+    errors: FormErrors,
+    fields: Mapping[str, tuple[str, str]],
+    fallback: str,
+    *,
+    prefix: str = "",
+    kept: tuple[int, ...] = (409,),
+) -> int:
+    """A write the service refused: nothing of it is kept, as in the API, and its messages go on
+    the form (``FormErrors.from_error``). The status to answer with: the error's own when it is
+    one of ``kept``, else 422."""
+    session.rollback()
+    errors.from_error(error, fields, fallback, prefix)
+    return error.status_code if error.status_code in kept else 422
 
 
 # --- values from forms ---------------------------------------------------------------------------
