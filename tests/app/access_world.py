@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
@@ -73,3 +74,16 @@ def headers_for(client: TestClient, session: Session, side: Side, role: str) -> 
         return {"Authorization": f"Bearer {side.keys[role]}"}
     sign_in(client, session, side.users[role])
     return {}
+
+
+def post_referral_event(
+    client: TestClient, headers: dict[str, str], referral_id: int, **body: Any
+) -> Any:
+    """Record an event on a referral through the API, sending its current version as If-Match."""
+    current = client.get(f"/api/v1/referrals/{referral_id}", headers=headers)
+    assert current.status_code == 200, current.text
+    return client.post(
+        f"/api/v1/referrals/{referral_id}/events",
+        json=body,
+        headers={**headers, "If-Match": current.headers["etag"]},
+    )

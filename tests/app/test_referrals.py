@@ -13,7 +13,7 @@ from app.clock import local_today
 from referral.models import ServiceArea
 from referral.sla import first_contact_due
 from tests import factories
-from tests.app.access_world import Side, build_side, headers_for, sign_in
+from tests.app.access_world import Side, build_side, headers_for, post_referral_event, sign_in
 from tests.app.readings_helpers import due_for, reading
 
 TODAY = local_today()
@@ -32,16 +32,6 @@ def _post_reading(client: TestClient, headers: dict[str, str], **kw: Any) -> dic
     assert response.status_code in (200, 201), response.text
     result: dict[str, Any] = response.json()
     return result
-
-
-def _event(client: TestClient, headers: dict[str, str], referral_id: int, **body: Any) -> Any:
-    current = client.get(f"/api/v1/referrals/{referral_id}", headers=headers)
-    assert current.status_code == 200, current.text
-    return client.post(
-        f"/api/v1/referrals/{referral_id}/events",
-        json=body,
-        headers={**headers, "If-Match": current.headers["etag"]},
-    )
 
 
 def _advisor(client: TestClient, session: Session, side: Side) -> dict[str, str]:
@@ -123,14 +113,14 @@ def test_opt_out_at_the_appointment_then_offered_again(
     epr = headers_for(client, session, side, "epr")
     first = _post_reading(client, epr, edd=EDD, co_ppm=5)
     midwife = {"X-CSRF-Token": sign_in(client, session, side.users["midwife"])}
-    opted = _event(
+    opted = post_referral_event(
         client, midwife, first["referral"]["id"], kind="opt_out", reason="wants to stop on her own"
     )
     assert opted.status_code == 201, opted.text
     assert opted.json()["status"] == "opted_out"
     assert opted.json()["closed_at"] is not None
 
-    not_allowed = _event(
+    not_allowed = post_referral_event(
         client, midwife, first["referral"]["id"], kind="contact_attempt", reached=True
     )
     assert not_allowed.status_code == 403
@@ -162,7 +152,7 @@ def test_an_advisor_works_a_referral_to_its_28_day_outcome(
     ]
     statuses = []
     for step in steps:
-        response = _event(client, advisor, referral_id, **step)
+        response = post_referral_event(client, advisor, referral_id, **step)
         assert response.status_code == 201, response.text
         statuses.append(response.json()["status"])
     assert statuses == ["contacted", "engaged", "engaged", "quit_date_set", "outcome_28_day"]
@@ -213,8 +203,8 @@ def test_illegal_moves_and_bad_events_say_what_is_wrong(
     referral_id = _post_reading(client, epr, edd=EDD, co_ppm=9)["referral"]["id"]
     advisor = _advisor(client, session, side)
     for step in steps:
-        assert _event(client, advisor, referral_id, **step).status_code == 201
-    response = _event(client, advisor, referral_id, **last)
+        assert post_referral_event(client, advisor, referral_id, **step).status_code == 201
+    response = post_referral_event(client, advisor, referral_id, **last)
     assert response.status_code == status, response.text
     body = response.json()
     if status == 409:
@@ -260,7 +250,9 @@ def test_three_failed_attempts_hand_her_back_and_she_is_referred_again(
     referral_id = _post_reading(client, epr, edd=EDD, co_ppm=9)["referral"]["id"]
     advisor = _advisor(client, session, side)
     for _ in range(3):
-        response = _event(client, advisor, referral_id, kind="contact_attempt", reached=False)
+        response = post_referral_event(
+            client, advisor, referral_id, kind="contact_attempt", reached=False
+        )
     assert response.json()["status"] == "uncontactable"
 
     midwife = headers_for(client, session, side, "midwife")

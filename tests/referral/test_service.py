@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +17,7 @@ from app.db import utcnow
 from app.web.pages import long_date
 from referral.models import Referral
 from referral.service import policies_from
-from tests.app.access_world import Side, build_side, headers_for, sign_in
+from tests.app.access_world import Side, build_side, headers_for, post_referral_event, sign_in
 
 AFTER_BIRTH_QUIT = {"stage": "after_birth", "result": "co_confirmed_quit", "co_ppm": "3"}
 
@@ -34,16 +33,6 @@ def _at(session: Session, referral: Referral, status: str) -> Referral:
         referral.quit_date = local_today()
     session.flush()
     return referral
-
-
-def _event(client: TestClient, headers: dict[str, str], referral_id: int, **body: Any) -> Any:
-    current = client.get(f"/api/v1/referrals/{referral_id}", headers=headers)
-    assert current.status_code == 200, current.text
-    return client.post(
-        f"/api/v1/referrals/{referral_id}/events",
-        json=body,
-        headers={**headers, "If-Match": current.headers["etag"]},
-    )
 
 
 def _status(client: TestClient, headers: dict[str, str], referral_id: int) -> str:
@@ -85,7 +74,7 @@ def test_an_after_birth_outcome_waits_for_the_birth_to_be_recorded(
     service = headers_for(client, session, side, "service")
     outcome = {"kind": "outcome_check", **AFTER_BIRTH_QUIT, "co_ppm": 3}
 
-    refused = _event(client, service, referral.id, **outcome)
+    refused = post_referral_event(client, service, referral.id, **outcome)
 
     assert refused.status_code == 422, refused.text
     [problem] = refused.json()["fields"]
@@ -95,14 +84,14 @@ def test_an_after_birth_outcome_waits_for_the_birth_to_be_recorded(
     assert f"/api/v1/pregnancies/{side.pregnancy.id}/birth" in refused.json()["detail"]
     assert _status(client, service, referral.id) == "quit_date_set"
     day_28 = {"kind": "outcome_check", "stage": "28_day", "result": "co_confirmed_quit"}
-    assert _event(client, service, referral.id, **day_28, co_ppm=2).status_code == 201
+    assert post_referral_event(client, service, referral.id, **day_28, co_ppm=2).status_code == 201
 
     epr = headers_for(client, session, side, "epr")
     birth = {"born_on": local_today().isoformat(), "smoking_status_at_delivery": "non_smoker"}
     born = client.post(f"/api/v1/pregnancies/{side.pregnancy.id}/birth", json=birth, headers=epr)
     assert born.status_code == 200, born.text
     service = headers_for(client, session, side, "service")
-    assert _event(client, service, referral.id, **outcome).status_code == 201
+    assert post_referral_event(client, service, referral.id, **outcome).status_code == 201
     assert _status(client, service, referral.id) == "completed"
 
 
@@ -113,7 +102,7 @@ def test_a_quit_date_more_than_90_days_ahead_is_refused(
     service = headers_for(client, session, side, "service")
     latest = local_today() + dt.timedelta(days=90)
 
-    refused = _event(
+    refused = post_referral_event(
         client,
         service,
         referral.id,
@@ -130,7 +119,9 @@ def test_a_quit_date_more_than_90_days_ahead_is_refused(
         }
     ]
     assert _status(client, service, referral.id) == "engaged"
-    accepted = _event(client, service, referral.id, kind="quit_date_set", quit_date=str(latest))
+    accepted = post_referral_event(
+        client, service, referral.id, kind="quit_date_set", quit_date=str(latest)
+    )
     assert accepted.status_code == 201, accepted.text
 
 
