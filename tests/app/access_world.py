@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.api.auth import SESSION_COOKIE
+from app.audit.models import AuditEvent
 from app.db import utcnow
 from app.identity import service as identity
 from app.identity.models import User, WebSession
@@ -86,4 +88,15 @@ def post_referral_event(
         f"/api/v1/referrals/{referral_id}/events",
         json=body,
         headers={**headers, "If-Match": current.headers["etag"]},
+    )
+
+
+def denied_on_pregnancy(session: Session, pregnancy_id: int) -> list[AuditEvent]:
+    """The refused attempts the audit trail holds on one pregnancy's record, oldest first."""
+    return list(
+        session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.outcome == "denied", AuditEvent.record_id == str(pregnancy_id))
+            .order_by(AuditEvent.id)
+        )
     )

@@ -15,7 +15,7 @@ from app.clock import local_today
 from app.pregnancies.models import Contact, PostnatalStatus, Pregnancy
 from app.readings.models import Reading
 from tests import factories
-from tests.app.access_world import Side, build_side, sign_in
+from tests.app.access_world import Side, build_side, denied_on_pregnancy, sign_in
 from tests.app.test_pages_midwife import _error_links, _test_form
 
 
@@ -220,11 +220,7 @@ def test_another_units_pregnancy_is_not_found_and_other_roles_are_refused(
         )
         assert sent.status_code == 403
     assert _stored(session, side.pregnancy) == (None, None)
-    denied = session.scalars(
-        select(AuditEvent.role).where(
-            AuditEvent.outcome == "denied", AuditEvent.record_id == str(side.pregnancy.id)
-        )
-    ).all()
+    denied = [event.role for event in denied_on_pregnancy(session, side.pregnancy.id)]
     assert sorted(denied) == ["advisor", "advisor", "lead", "lead"]
 
 

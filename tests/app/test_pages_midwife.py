@@ -19,7 +19,7 @@ from app.pregnancies.models import Contact, Pregnancy
 from app.readings.models import Reading
 from referral.models import Referral
 from tests import factories
-from tests.app.access_world import Side, build_side, sign_in
+from tests.app.access_world import Side, build_side, denied_on_pregnancy, sign_in
 
 OTHER_NHS = "9990000077"
 
@@ -338,11 +338,7 @@ def test_failures_are_pages_not_stack_traces(
     assert elsewhere.status_code == 404
     assert "Page not found" in elsewhere.text and "<html" in elsewhere.text
     assert "Testpatient" not in elsewhere.text
-    denied = session.scalars(
-        select(AuditEvent).where(
-            AuditEvent.outcome == "denied", AuditEvent.record_id == str(other.pregnancy.id)
-        )
-    ).one()
+    (denied,) = denied_on_pregnancy(session, other.pregnancy.id)
     assert denied.detail == {"reason": "not_found"}
 
     forged = client.post(
@@ -362,11 +358,7 @@ def test_failures_are_pages_not_stack_traces(
     her_record = client.get(f"/pregnancies/{side.pregnancy.id}")
     assert her_record.status_code == 403
     assert "Testpatient" not in her_record.text
-    refused = session.scalars(
-        select(AuditEvent).where(
-            AuditEvent.outcome == "denied", AuditEvent.record_id == str(side.pregnancy.id)
-        )
-    ).one()
+    (refused,) = denied_on_pregnancy(session, side.pregnancy.id)
     assert (refused.role, refused.detail) == ("advisor", {"reason": "role"})
 
 
