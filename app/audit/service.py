@@ -93,7 +93,20 @@ def record_each(
 ) -> None:
     """Several allowed actions of one kind, as (record type, record id, subject pregnancy id),
     in one statement in the current transaction; ``detail`` goes on each."""
-    rows = [
+    rows = allowed_rows(actor=actor, action=action, records=records, detail=detail)
+    if rows:
+        session.connection().execute(_INSERT, rows)
+
+
+def allowed_rows(
+    *,
+    actor: Principal | None,
+    action: str,
+    records: Sequence[tuple[str | None, str | int | None, int | None]],
+    detail: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The ``audit_event`` rows ``record_each`` writes, for a caller writing them itself."""
+    return [
         _values(
             actor,
             action=action,
@@ -105,8 +118,6 @@ def record_each(
         )
         for record_type, record_id, subject in records
     ]
-    if rows:
-        session.connection().execute(_INSERT, rows)
 
 
 def record_denied(

@@ -12,7 +12,7 @@ import hashlib
 import zlib
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import TextClause, bindparam, select, text
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -44,7 +44,8 @@ def _invalid(field: str, message: str) -> InvalidInput:
     return InvalidInput(f"Check {field}.", fields=[FieldError(field, message)])
 
 
-def _check(body: ReadingCreate, settings: Settings, now: dt.datetime) -> str:
+def check(body: ReadingCreate, settings: Settings, now: dt.datetime) -> str:
+    """The body's checks that need no database; the NHS number normalised."""
     try:
         nhs_number = normalise_nhs_number(
             body.nhs_number, allow_synthetic=settings.synthetic_nhs_numbers_allowed
@@ -69,15 +70,21 @@ def _lock(session: Session, principal: Principal, nhs_number: str, source_id: st
     Under both locks the check for a re-sent source id is final: no concurrent re-send (even
     one naming another woman) can insert a second reading. SQLite has one writer anyway.
     """
-    if session.get_bind().dialect.name != "postgresql":
-        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(*lock_statement(principal, nhs_number, source_id))
+
+
+def lock_statement(
+    principal: Principal, nhs_number: str, source_id: str | None
+) -> tuple[TextClause, dict[str, int]]:
+    """The advisory locks (PostgreSQL) every path recording a reading takes, and their keys."""
+    assert principal.organisation_id is not None
     woman = {"unit": principal.organisation_id, "woman": zlib.crc32(nhs_number.encode()) - 2**31}
     if source_id is None:
-        session.execute(_LOCK_WOMAN, woman)
-        return
+        return _LOCK_WOMAN, woman
     sender = f"{principal.actor_type.value}:{principal.id}:{source_id}".encode()
     source = int.from_bytes(hashlib.blake2b(sender, digest_size=8).digest(), "big", signed=True)
-    session.execute(_LOCK_WOMAN_AND_SOURCE, {**woman, "source": source})
+    return _LOCK_WOMAN_AND_SOURCE, {**woman, "source": source}
 
 
 def _pregnancy_for(
@@ -197,7 +204,7 @@ def record(
         if existing is not None:
             return Recorded(existing, created=False)
     body, monitor_result = _from_monitor(session, principal, body)
-    nhs_number = _check(body, settings, now)
+    nhs_number = check(body, settings, now)
     _lock(session, principal, nhs_number, body.source_id)
     if body.source_id is not None:
         existing = _existing_by_source(session, principal, body.source_id)
