@@ -37,7 +37,7 @@ from app.api.middleware import (
     SecurityHeadersMiddleware,
 )
 from app.config import Settings, load_settings
-from app.db import make_engine, make_sessionmaker
+from app.db import make_async_engine, make_engine, make_sessionmaker
 from app.logs import configure_logging
 from app.ratelimit import RateLimiter
 from app.web import advisor as web_advisor
@@ -117,9 +117,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        engine.dispose()
+    async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
+        async_engine = None
+        # Made here, in the event loop that will use it; the tests may have set their own.
+        fast = settings.fast_readings and engine.dialect.name == "postgresql"
+        if fast and app_.state.reading_transactions is None:
+            async_engine = make_async_engine(
+                settings.database_url, connect_timeout_s=settings.database_connect_timeout_s
+            )
+            app_.state.reading_transactions = async_engine.begin
+        try:
+            yield
+        finally:
+            if async_engine is not None:
+                app_.state.reading_transactions = None
+                await async_engine.dispose()
+            engine.dispose()
 
     application = ExhaleAPI(
         title="exhale",
@@ -132,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     application.state.settings = settings
     application.state.engine = engine
     application.state.sessionmaker = make_sessionmaker(engine)
+    application.state.reading_transactions = None  # set by the lifespan on PostgreSQL
     application.state.login_limiter = RateLimiter(limit=settings.auth.login_attempts_per_minute)
     application.state.api_limiter = RateLimiter(limit=settings.auth.api_requests_per_minute)
     application.state.metrics_registry = CollectorRegistry()

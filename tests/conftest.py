@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Engine, Result, make_url
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
 
 from app import migrate
 from app.config import Settings, normalise_database_url
@@ -82,6 +85,21 @@ def settings(database_url: str) -> Settings:
     return Settings(database_url=database_url, log_json=True)
 
 
+class _OnTestConnection:
+    """``app.api.fast_readings``' transactions as savepoints on the test's connection."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    async def execute(self, statement: Executable, parameters: dict[str, Any]) -> Result[Any]:
+        return self.connection.execute(statement, parameters)
+
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[_OnTestConnection]:
+        with self.connection.begin_nested():
+            yield self
+
+
 @pytest.fixture
 def app(settings: Settings, connection: Connection) -> Iterator[FastAPI]:
     application = create_app(settings)
@@ -89,6 +107,8 @@ def app(settings: Settings, connection: Connection) -> Iterator[FastAPI]:
     application.state.sessionmaker = lambda: Session(
         bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
     )
+    if on_postgres() and settings.fast_readings:
+        application.state.reading_transactions = _OnTestConnection(connection)
     yield application
     application.state.engine.dispose()
 

@@ -78,7 +78,7 @@ def authenticate(request: Request, session: SessionDep, settings: SettingsDep) -
                 principal = identity.principal_for_api_key(
                     session, token, cache_s=settings.auth.api_key_cache_s
                 )
-            _rate_limit(request, principal)
+            rate_limit(request, principal)
             return principal
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
@@ -104,7 +104,11 @@ def missing_credential() -> NotAuthenticated:
     )
 
 
-def _rate_limit(request: Request, principal: Principal) -> None:
+def rate_limit(request: Request, principal: Principal) -> None:
+    """Count the request against the client's limit, once however many times it is asked."""
+    if getattr(request.state, "rate_counted_for", None) == principal.id:
+        return
+    request.state.rate_counted_for = principal.id
     retry_after = request.app.state.api_limiter.hit(f"client:{principal.id}")
     if retry_after is not None:
         raise TooManyRequests(

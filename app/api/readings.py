@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 
+from app.api import fast_readings
 from app.api.auth import require
 from app.api.deps import RecordId, SessionDep, SettingsDep
 from app.api.strict_json import StrictJsonRoute
@@ -17,7 +18,22 @@ from app.identity.principal import Principal
 from app.readings import service
 from app.readings.schemas import ReadingCreate, ReadingRead
 
-router = APIRouter(prefix="/api/v1/readings", tags=["readings"], route_class=StrictJsonRoute)
+
+class ReadingRoute(StrictJsonRoute):
+    """Creating a reading tries ``fast_readings`` first (PostgreSQL), which may decline."""
+
+    async def answer_first(self, request: Request, body: bytes) -> Response | None:
+        transactions = request.app.state.reading_transactions
+        if transactions is None or self.name != "create_reading":
+            return None
+        answer = await fast_readings.record(
+            request, body, settings=request.app.state.settings, transactions=transactions
+        )
+        request.app.state.metrics.fast_readings.labels("fast" if answer else "declined").inc()
+        return answer
+
+
+router = APIRouter(prefix="/api/v1/readings", tags=["readings"], route_class=ReadingRoute)
 
 EXAMPLE_ANSWER = {
     "id": 1042,

@@ -122,6 +122,10 @@ async def _read_capped(request: Request) -> bytes:
 
 
 class StrictJsonRoute(APIRoute):
+    async def answer_first(self, request: Request, body: bytes) -> Response | None:
+        """A route's own answer to a checked body before FastAPI parses it; None goes on."""
+        return None
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
@@ -135,6 +139,9 @@ class StrictJsonRoute(APIRoute):
                     if not credential_present(request):
                         raise missing_credential() from None  # who asks comes before what
                     raise
+                answer = await self.answer_first(request, body)
+                if answer is not None:
+                    return answer
             return await handler(request)
 
         return strict_handler
