@@ -110,6 +110,10 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
             renderer,
         ],
     )
+    # Nothing rendered reads where a record was logged from, or which thread or process logged
+    # it: skip looking them up on every record (the logging HOWTO's "Optimization").
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = _StderrHandler()
     handler.setFormatter(formatter)
     handler.addFilter(_DiscardedConnections())

@@ -159,21 +159,34 @@ class SecurityHeadersMiddleware:
         self.production = production
         self.hsts = f"max-age={hsts_max_age_s}; includeSubDomains".encode()
         self.hsts_max_age_s = hsts_max_age_s
+        # Built once for each kind of response: docs or not, static or not, with HSTS or not.
+        self._built: dict[tuple[bool, bool, bool], list[tuple[bytes, bytes]]] = {}
 
     def _headers_for(self, scope: Scope) -> list[tuple[bytes, bytes]]:
         path = str(scope.get("path", ""))
+        https = scope.get("scheme") == "https"
+        kind = (
+            path in docs.PATHS,
+            path.startswith(STATIC_PREFIX),
+            bool(self.hsts_max_age_s and (self.production or https)),
+        )
+        headers = self._built.get(kind)
+        if headers is None:
+            headers = self._built[kind] = self._build(*kind)
+        return headers
+
+    def _build(self, is_docs: bool, static: bool, hsts: bool) -> list[tuple[bytes, bytes]]:
         headers = [
-            (b"content-security-policy", (DOCS_CSP if path in docs.PATHS else PAGE_CSP).encode()),
+            (b"content-security-policy", (DOCS_CSP if is_docs else PAGE_CSP).encode()),
             (b"x-content-type-options", b"nosniff"),
             (b"referrer-policy", b"no-referrer"),
             (b"x-frame-options", b"DENY"),
             (b"permissions-policy", PERMISSIONS_POLICY.encode()),
             (b"cross-origin-opener-policy", b"same-origin"),
         ]
-        if not path.startswith(STATIC_PREFIX):
+        if not static:
             headers.append((b"cache-control", b"no-store"))
-        https = scope.get("scheme") == "https"
-        if self.hsts_max_age_s and (self.production or https):
+        if hsts:
             headers.append((b"strict-transport-security", self.hsts))
         return headers
 
