@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -108,18 +107,6 @@ def make_engine(database_url: str, *, connect_timeout_s: int = 5, **kwargs: Any)
     if url.get_backend_name() == "sqlite":
         _configure_sqlite(engine)
     return engine
-
-
-def make_async_engine(database_url: str, *, connect_timeout_s: int = 5) -> AsyncEngine:
-    """An async engine on psycopg's async connections (PostgreSQL): at most 20 connections."""
-    return create_async_engine(
-        make_url(database_url),
-        hide_parameters=True,
-        pool_pre_ping=True,
-        pool_size=10,
-        max_overflow=10,
-        connect_args={"connect_timeout": connect_timeout_s},
-    )
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -20,6 +20,7 @@ from app.api import (
     deliveries,
     devices,
     docs,
+    fast_readings,
     fhir,
     health,
     hl7v2,
@@ -37,7 +38,7 @@ from app.api.middleware import (
     SecurityHeadersMiddleware,
 )
 from app.config import Settings, load_settings
-from app.db import make_async_engine, make_engine, make_sessionmaker
+from app.db import make_engine, make_sessionmaker
 from app.logs import configure_logging
 from app.ratelimit import RateLimiter
 from app.web import advisor as web_advisor
@@ -118,20 +119,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
-        async_engine = None
-        # Made here, in the event loop that will use it; the tests may have set their own.
+        pooled = None
+        # Opened here, in the event loop that will use it; the tests may have set their own.
         fast = settings.fast_readings and engine.dialect.name == "postgresql"
         if fast and app_.state.reading_transactions is None:
-            async_engine = make_async_engine(
+            pooled = fast_readings.PooledTransactions(
                 settings.database_url, connect_timeout_s=settings.database_connect_timeout_s
             )
-            app_.state.reading_transactions = async_engine.begin
+            await pooled.open()
+            app_.state.reading_transactions = pooled
         try:
             yield
         finally:
-            if async_engine is not None:
+            if pooled is not None:
                 app_.state.reading_transactions = None
-                await async_engine.dispose()
+                await pooled.close()
             engine.dispose()
 
     application = ExhaleAPI(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine, Result, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import Executable
 
 from app import migrate
 from app.config import Settings, normalise_database_url
@@ -91,8 +90,8 @@ class _OnTestConnection:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
 
-    async def execute(self, statement: Executable, parameters: dict[str, Any]) -> Result[Any]:
-        return self.connection.execute(statement, parameters)
+    async def one(self, sql: str, parameters: Mapping[str, Any]) -> Any:
+        return self.connection.exec_driver_sql(sql, dict(parameters)).first()
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[_OnTestConnection]:

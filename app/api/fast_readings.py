@@ -1,4 +1,4 @@
-"""``POST /api/v1/readings`` on PostgreSQL in four statements, for the requests most senders make.
+"""``POST /api/v1/readings`` on PostgreSQL in three statements, for the requests most senders make.
 
 ``app.readings.service.record`` records a test for every sender, database and case, through the
 ORM: a reading that registers a woman and refers her sends 15 statements, and the ORM's
@@ -6,40 +6,44 @@ bookkeeping around them costs several times what PostgreSQL spends. This path wr
 rows, decided by the same functions (the checks, the contact's derivation, the rules, the
 routing, the audit rows, the outbox payload, the measures' marks), in:
 
-1. the API key and its organisation;
-2. the advisory locks every path takes for the woman and the sender's ``source_id``;
-3. one lookup: a re-send, her current pregnancy with its contacts, referrals and latest test,
+1. the API key and its organisation, taking the advisory locks every path takes for the woman
+   and the sender's ``source_id`` (``service.lock_statement``'s keys);
+2. one lookup: a re-send, her current pregnancy with its contacts, referrals and latest test,
    the monitor's calibration date, the service a new referral goes to, and the new rows' ids;
-4. one ``INSERT`` of every row through data-modifying CTEs (``app.sql_batch``), with the
+3. one ``INSERT`` of every row through data-modifying CTEs (``app.sql_batch``), with the
    ``pg_notify`` that wakes the relay.
 
 A reading for a pregnancy already recorded takes one statement more, for the ids and routing that
-depend on what the lookup found. It runs on an async connection, so a request costs no thread.
+depend on what the lookup found. It runs on psycopg's async connections from a pool of its own
+(``PooledTransactions``), so a request costs no thread, and none of SQLAlchemy's machinery.
 
 It serves a request only when it can answer exactly as the general path would, and *declines*
 (before writing anything, its transaction rolled back) otherwise: no API key (a person's session,
 an OAuth access token), an ``Idempotency-Key``, a monitor result by id, a body or a key the general
 path would refuse, a re-send, a change to her details, a referral already open, a contact already
-recorded on another day, a referring test dated before her latest one, or a unit with no service
-to refer to. The general path then answers as it always does, with its errors and audit.
-``EXHALE_FAST_READINGS=false`` turns this path off.
+recorded on another day, a referring test dated before her latest one, a unit with no service to
+refer to, or a database error before the commit (a connection the database dropped). The general
+path then answers as it always does, with its errors and audit. An error during the commit is the
+general path's 503: the reading may or may not be stored, and a re-send with its ``source_id`` is
+never recorded twice. ``EXHALE_FAST_READINGS=false`` turns this path off.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hmac
-import json
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import psycopg
 from fastapi import Request, Response
+from psycopg.rows import namedtuple_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import ValidationError
-from sqlalchemy import Date, Integer, Row, String, bindparam, text
-from sqlalchemy.engine import Result
-from sqlalchemy.sql import Executable
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app import sql_batch
 from app.api.auth import rate_limit
@@ -51,6 +55,7 @@ from app.db import utcnow
 from app.errors import ExhaleError
 from app.identity import service as identity
 from app.identity.principal import ActorType, Principal
+from app.logs import get_logger
 from app.measures.models import MeasureMark
 from app.measures.rollup import marks_for_new_reading
 from app.monitors import service as monitors
@@ -67,27 +72,75 @@ from referral.delivery.webhooks import envelope, new_webhook_id, referral_data
 from referral.lifecycle import CLOSED_STATUSES, ReferralStatus
 from referral.models import OutboxMessage, OutboxStatus, Referral, ReferralEvent
 
+log = get_logger(__name__)
 ROLES = frozenset({"epr", "bridge", "midwife"})
 
 
 class Executor(Protocol):
-    async def execute(self, statement: Executable, parameters: dict[str, Any]) -> Result[Any]: ...
+    async def one(self, sql: str, parameters: Mapping[str, Any]) -> Any:
+        """Run ``sql`` (psycopg's ``%(name)s`` parameters); its first row, by attribute."""
 
 
-# A transaction: an async connection in production; the tests' own connection in theirs.
+# A transaction: a pooled psycopg connection in production; the tests' own connection in theirs.
 Transactions = Callable[[], AbstractAsyncContextManager[Executor]]
+
+
+class _Cursor:
+    def __init__(self, cursor: psycopg.AsyncCursor[Any]) -> None:
+        self.cursor = cursor
+
+    async def one(self, sql: str, parameters: Mapping[str, Any]) -> Any:
+        await self.cursor.execute(sql, parameters)
+        return await self.cursor.fetchone()
+
+
+class PooledTransactions:
+    """Transactions on a pool of psycopg's async connections (at most 20 per web process)."""
+
+    def __init__(self, database_url: str, *, connect_timeout_s: int, max_size: int = 20) -> None:
+        url = make_url(database_url).set(drivername="postgresql")
+        self.pool = AsyncConnectionPool(
+            url.render_as_string(hide_password=False),
+            min_size=1,
+            max_size=max_size,
+            open=False,
+            timeout=connect_timeout_s,
+            kwargs={"autocommit": True, "connect_timeout": connect_timeout_s},
+        )
+
+    async def open(self) -> None:
+        await self.pool.open()
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[Executor]:
+        async with self.pool.connection() as connection, connection.transaction():
+            yield _Cursor(connection.cursor(row_factory=namedtuple_row))
 
 
 class Decline(Exception):
     """This request is for the general path; nothing has been written."""
 
 
-_CLIENT = text(
+# The API key, and the same advisory locks as service.lock_statement (the woman's, then the
+# sender's source id), keyed by the key's unit and client: a statement fewer. A key that is not
+# valid takes no lock, or takes them until its transaction is rolled back.
+_CLIENT = (
     "SELECT api_client.id, api_client.name, api_client.role, api_client.organisation_id, "
-    "api_client.revoked_at, api_client.secret_digest, organisation.kind, organisation.code "
+    "api_client.revoked_at, api_client.secret_digest, organisation.kind, organisation.code, "
+    "pg_advisory_xact_lock(api_client.organisation_id, %(woman)s) AS woman{source} "
     "FROM api_client JOIN organisation ON organisation.id = api_client.organisation_id "
-    "WHERE api_client.secret_digest = :digest"
+    "WHERE api_client.secret_digest = %(digest)s"
 )
+_CLIENT_AND_LOCKS = {
+    False: _CLIENT.format(source=""),
+    True: _CLIENT.format(
+        source=", pg_advisory_xact_lock(hashtextextended("
+        f"'{ActorType.api_client.value}:' || api_client.id || ':' || %(source_id)s, 0)) AS source"
+    ),
+}
 
 
 def _nextval(table: str) -> str:
@@ -98,48 +151,44 @@ def _nextval(table: str) -> str:
 # else the unit's default (as referral.service.route).
 _SERVICE = (
     "SELECT id, code FROM organisation WHERE id = coalesce((SELECT service_id FROM service_area "
-    "WHERE unit_id = :unit AND postcode_district = :district), (SELECT default_service_id FROM "
-    "organisation WHERE id = :unit))"
+    "WHERE unit_id = %(unit)s AND postcode_district = %(district)s), (SELECT default_service_id "
+    "FROM organisation WHERE id = %(unit)s))"
 )
 # Her current pregnancy at the unit, as pregnancies.find_current chooses it.
 _CURRENT = (
     "SELECT id, estimated_due_date, born_on, given_name, family_name, date_of_birth, phone, "
-    "postcode FROM pregnancy WHERE unit_id = :unit AND nhs_number = :nhs "
-    f"AND estimated_due_date - {pregnancies.FULL_TERM_DAYS} <= :on AND :on <= CASE WHEN born_on "
-    f"IS NULL THEN estimated_due_date + {pregnancies.ENDS_AFTER_DUE_DAYS} ELSE born_on + "
-    "CAST(:postnatal_days AS integer) END ORDER BY estimated_due_date DESC, id DESC LIMIT 1"
+    "postcode FROM pregnancy WHERE unit_id = %(unit)s AND nhs_number = %(nhs)s "
+    f"AND estimated_due_date - {pregnancies.FULL_TERM_DAYS} <= %(on)s AND %(on)s <= CASE WHEN "
+    f"born_on IS NULL THEN estimated_due_date + {pregnancies.ENDS_AFTER_DUE_DAYS} ELSE born_on + "
+    "CAST(%(postnatal_days)s AS integer) END ORDER BY estimated_due_date DESC, id DESC LIMIT 1"
 )
-_LOOKUP = text(
+_LOOKUP = (
     f"WITH cur AS ({_CURRENT}), svc AS ({_SERVICE}) SELECT "
-    "(SELECT id FROM co_reading WHERE api_client_id = :client AND source_id = :source_id) "
-    "AS resent, cur.*, "
+    "(SELECT id FROM co_reading WHERE api_client_id = %(client)s AND source_id = "
+    "%(source_id)s) AS resent, cur.*, "
     "(SELECT json_agg(json_build_array(kind, occurred_on, id) ORDER BY occurred_on, id) "
     "FROM contact WHERE pregnancy_id = cur.id) AS contacts, "
     "(SELECT json_agg(json_build_array(status, closed_at IS NULL) ORDER BY id) FROM referral "
     "WHERE pregnancy_id = cur.id) AS referrals, "
     "(SELECT max(measured_at) FROM co_reading WHERE pregnancy_id = cur.id) AS latest_at, "
-    "(SELECT calibration_due_on FROM monitor WHERE serial = :serial LIMIT 1) AS calibration_due, "
+    "(SELECT calibration_due_on FROM monitor WHERE serial = %(serial)s LIMIT 1) "
+    "AS calibration_due, "
     f"CASE WHEN cur.id IS NULL THEN {_nextval('pregnancy')} END AS new_pregnancy, "
     f"CASE WHEN cur.id IS NULL THEN {_nextval('contact')} END AS new_contact, "
     f"CASE WHEN cur.id IS NULL THEN {_nextval('co_reading')} END AS new_reading, "
-    f"CASE WHEN cur.id IS NULL AND :refers THEN {_nextval('referral')} END AS new_referral, "
+    f"CASE WHEN cur.id IS NULL AND %(refers)s THEN {_nextval('referral')} END AS new_referral, "
     "svc.id AS service_id, svc.code AS service_code "
     "FROM (SELECT 1) AS one LEFT JOIN cur ON true LEFT JOIN svc ON true"
-).bindparams(
-    bindparam("on", type_=Date()),
-    bindparam("source_id", type_=String()),
-    bindparam("serial", type_=String()),
-    bindparam("district", type_=String()),
-    bindparam("postnatal_days", type_=Integer()),
 )
 # For a pregnancy already recorded: the ids of the rows the reading adds, and the service.
-_IDS = text(
+_IDS = (
     f"WITH svc AS ({_SERVICE}) SELECT {_nextval('co_reading')} AS new_reading, "
-    f"CASE WHEN :contact THEN {_nextval('contact')} END AS new_contact, "
-    f"CASE WHEN :refers THEN {_nextval('referral')} END AS new_referral, "
+    f"CASE WHEN %(contact)s THEN {_nextval('contact')} END AS new_contact, "
+    f"CASE WHEN %(refers)s THEN {_nextval('referral')} END AS new_referral, "
     "svc.id AS service_id, svc.code AS service_code FROM (SELECT 1) AS one LEFT JOIN svc ON true"
-).bindparams(bindparam("district", type_=String()))
-_NOTIFY = f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')"
+)
+_NOTIFY = f"SELECT pg_notify('{NOTIFY_CHANNEL}', '') AS notified"
+_NOTHING_MORE = "SELECT 1 AS written"
 
 
 _POLICIES: dict[int, tuple[Settings, referrals.Policies]] = {}
@@ -161,21 +210,21 @@ def _api_key(request: Request) -> str | None:
     return token
 
 
-def _body(raw: bytes) -> ReadingCreate | None:
+def _body(parsed: Any) -> ReadingCreate | None:
     try:
-        return ReadingCreate.model_validate(json.loads(raw))
-    except (ValueError, ValidationError):
+        return ReadingCreate.model_validate(parsed)
+    except ValidationError:
         return None
 
 
 async def record(
-    request: Request, raw: bytes, *, settings: Settings, transactions: Transactions
+    request: Request, parsed: Any, *, settings: Settings, transactions: Transactions
 ) -> Response | None:
     """The 201 answer, or None when the general path is to answer (see the module's docstring)."""
     api_key = _api_key(request)
     if api_key is None or request.headers.get("idempotency-key") is not None:
         return None
-    body = _body(raw)
+    body = _body(parsed)
     if body is None or body.device_reading_id is not None or body.measured_at is None:
         return None
     now = utcnow()
@@ -183,10 +232,19 @@ async def record(
         nhs_number = service.check(body, settings, now)
     except ExhaleError:
         return None
+    committing = False
     try:
         async with transactions() as db:
             answer = await _record(db, request, body, api_key, nhs_number, settings, now)
+            committing = True
     except Decline:
+        return None
+    except (psycopg.Error, PoolTimeout, DBAPIError) as error:
+        if committing:  # the reading may or may not be stored: the general path's 503
+            raise OperationalError("COMMIT", None, error) from None
+        # Nothing is stored: a connection the database dropped, say. The general path, which
+        # checks its connection first, answers.
+        log.warning("fast_reading_database_error", error_type=type(error).__name__)
         return None
     return Response(
         answer.model_dump_json(),
@@ -196,9 +254,19 @@ async def record(
     )
 
 
-async def _principal(db: Executor, request: Request, api_key: str) -> tuple[Principal, str]:
+async def _principal(
+    db: Executor, request: Request, api_key: str, nhs_number: str, source_id: str | None
+) -> tuple[Principal, str]:
+    """The API key's client, holding the locks for the woman and the source id."""
     digest = identity.digest(api_key)
-    client = (await db.execute(_CLIENT, {"digest": digest})).first()
+    client = await db.one(
+        _CLIENT_AND_LOCKS[source_id is not None],
+        {
+            "digest": digest,
+            "woman": service.woman_lock_key(nhs_number),
+            "source_id": source_id,
+        },
+    )
     if (
         client is None
         or not hmac.compare_digest(client.secret_digest, digest)
@@ -245,34 +313,31 @@ async def _record(
     settings: Settings,
     now: dt.datetime,
 ) -> ReadingRead:
-    principal, unit_code = await _principal(db, request, api_key)
+    principal, unit_code = await _principal(db, request, api_key, nhs_number, body.source_id)
     assert principal.organisation_id is not None and body.measured_at is not None
-    await db.execute(*service.lock_statement(principal, nhs_number, body.source_id))
     on = local_date(body.measured_at)
     policy = _policies(settings)
     details = _details(body)
     # For a woman not yet registered the rules see no history: decided before the lookup, so
     # that it takes a referral id only when one is needed.
     first = rules.evaluate(_facts(body, on, (), False), policy.rules)
-    found = (
-        await db.execute(
-            _LOOKUP,
-            {
-                "unit": principal.organisation_id,
-                "nhs": nhs_number,
-                "on": on,
-                "postnatal_days": settings.postnatal_days,
-                "client": principal.id,
-                "source_id": body.source_id,
-                "serial": body.device_serial,
-                "district": referrals.postcode_district(details.get("postcode")),
-                "refers": first.refer,
-            },
-        )
-    ).one()
+    found = await db.one(
+        _LOOKUP,
+        {
+            "unit": principal.organisation_id,
+            "nhs": nhs_number,
+            "on": on,
+            "postnatal_days": settings.postnatal_days,
+            "client": principal.id,
+            "source_id": body.source_id,
+            "serial": body.device_serial,
+            "district": referrals.postcode_district(details.get("postcode")),
+            "refers": first.refer,
+        },
+    )
     if found.resent is not None:
         raise Decline
-    posted = _Posted(body, principal, unit_code, nhs_number, details, policy, now)
+    posted = _Posted(body, principal, unit_code, nhs_number, details, policy, now, on)
     if found.id is None:
         return await _register(db, posted, first, found)
     return await _add(db, posted, found)
@@ -289,18 +354,14 @@ class _Posted:
     details: dict[str, Any]
     policy: referrals.Policies
     now: dt.datetime
-
-    @property
-    def on(self) -> dt.date:
-        assert self.body.measured_at is not None
-        return local_date(self.body.measured_at)
+    on: dt.date  # the test's date in England
 
 
 @dataclass
 class _Plan:
     """What the reading writes, once the lookup has been read."""
 
-    pregnancy: Pregnancy
+    pregnancy: _Her
     registered: bool
     kind: ContactKind
     contact_id: int | None  # an existing contact that day, else one is added
@@ -309,7 +370,51 @@ class _Plan:
     rows: list[sql_batch.Row] = field(default_factory=list)
 
 
-def _contact_kind(pregnancy: Pregnancy, r: _Posted) -> ContactKind:
+@dataclass(frozen=True)
+class _ContactDay:
+    kind: str
+    occurred_on: dt.date
+
+
+@dataclass(frozen=True)
+class _Her:
+    """Her pregnancy's facts for the dating rules and the message: plain values, no ORM object
+    (building and instrumenting those cost a tenth of this path's CPU)."""
+
+    id: int
+    unit_id: int
+    nhs_number: str
+    estimated_due_date: dt.date
+    born_on: dt.date | None = None
+    given_name: str | None = None
+    family_name: str | None = None
+    date_of_birth: dt.date | None = None
+    phone: str | None = None
+    postcode: str | None = None
+    contacts: tuple[_ContactDay, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Referral:
+    id: int
+    service_id: int
+    status: str
+    reasons: list[str]
+    opened_at: dt.datetime
+    first_contact_due_at: dt.datetime | None
+    closed_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class _Tested:
+    id: int
+    co_ppm: int | None
+    outcome: str
+    measured_at: dt.datetime
+    smoking_status: str
+
+
+def _contact_kind(pregnancy: _Her, r: _Posted) -> ContactKind:
     """The contact as ``service._contact_for`` decides it; Decline where it would refuse."""
     on = r.on
     if on < pregnancies.starts_on(pregnancy) or (
@@ -324,9 +429,7 @@ def _contact_kind(pregnancy: Pregnancy, r: _Posted) -> ContactKind:
     return kind
 
 
-async def _register(
-    db: Executor, r: _Posted, decision: rules.Decision, found: Row[Any]
-) -> ReadingRead:
+async def _register(db: Executor, r: _Posted, decision: rules.Decision, found: Any) -> ReadingRead:
     """A reading that registers her pregnancy."""
     if r.details.get("estimated_due_date") is None:
         raise Decline
@@ -334,7 +437,7 @@ async def _register(
     values.update(
         id=found.new_pregnancy, unit_id=r.principal.organisation_id, nhs_number=r.nhs_number
     )
-    pregnancy = Pregnancy(**values, contacts=[])
+    pregnancy = _Her(**values)
     plan = _Plan(
         pregnancy, True, _contact_kind(pregnancy, r), None, decision, found.calibration_due
     )
@@ -342,7 +445,7 @@ async def _register(
     return await _write(db, r, plan, found)
 
 
-async def _add(db: Executor, r: _Posted, found: Row[Any]) -> ReadingRead:
+async def _add(db: Executor, r: _Posted, found: Any) -> ReadingRead:
     """A reading for her current pregnancy."""
     assert r.body.measured_at is not None
     stored = {n: getattr(found, n) for n in (*pregnancies.DETAIL_FIELDS, "born_on")}
@@ -352,11 +455,12 @@ async def _add(db: Executor, r: _Posted, found: Row[Any]) -> ReadingRead:
         (ContactKind(kind), dt.date.fromisoformat(day), contact_id)
         for kind, day, contact_id in found.contacts or []
     ]
-    pregnancy = Pregnancy(
+    assert r.principal.organisation_id is not None
+    pregnancy = _Her(
         id=found.id,
         unit_id=r.principal.organisation_id,
         nhs_number=r.nhs_number,
-        contacts=[Contact(kind=k.value, occurred_on=d) for k, d, _ in contacts],
+        contacts=tuple(_ContactDay(kind=k.value, occurred_on=d) for k, d, _ in contacts),
         **stored,
     )
     kind = _contact_kind(pregnancy, r)
@@ -376,17 +480,15 @@ async def _add(db: Executor, r: _Posted, found: Row[Any]) -> ReadingRead:
     ):
         # Reasons added to her open referral; or an earlier test is the message's latest.
         raise Decline
-    ids = (
-        await db.execute(
-            _IDS,
-            {
-                "unit": r.principal.organisation_id,
-                "district": referrals.postcode_district(pregnancy.postcode),
-                "contact": contact_id is None,
-                "refers": decision.refer,
-            },
-        )
-    ).one()
+    ids = await db.one(
+        _IDS,
+        {
+            "unit": r.principal.organisation_id,
+            "district": referrals.postcode_district(pregnancy.postcode),
+            "contact": contact_id is None,
+            "refers": decision.refer,
+        },
+    )
     plan = _Plan(pregnancy, False, kind, contact_id, decision, found.calibration_due)
     # Her pregnancy, read to record against (pregnancies.get_for_reader_or_raise audits it).
     plan.rows += [
@@ -400,7 +502,7 @@ async def _add(db: Executor, r: _Posted, found: Row[Any]) -> ReadingRead:
     return await _write(db, r, plan, ids)
 
 
-async def _write(db: Executor, r: _Posted, plan: _Plan, ids: Row[Any]) -> ReadingRead:
+async def _write(db: Executor, r: _Posted, plan: _Plan, ids: Any) -> ReadingRead:
     """Every row in one statement, then the answer ``service.to_read`` would give."""
     body, principal, pregnancy, now = r.body, r.principal, plan.pregnancy, r.now
     assert body.measured_at is not None and principal.organisation_id is not None
@@ -421,20 +523,27 @@ async def _write(db: Executor, r: _Posted, plan: _Plan, ids: Row[Any]) -> Readin
     if decision.refer:
         if ids.service_id is None:
             raise Decline  # no service to refer to: the general path's 409 says who sets one
-        referral_values = {
-            "id": ids.new_referral,
+        referral = _Referral(
+            id=ids.new_referral,
+            service_id=ids.service_id,
+            status=ReferralStatus.pending.value,
+            reasons=reasons,
+            opened_at=now,
+            first_contact_due_at=referrals.first_contact_due(
+                now, working_days=r.policy.first_contact_working_days
+            ),
+        )
+        referral_row = {
+            "id": referral.id,
             "pregnancy_id": pregnancy.id,
-            "service_id": ids.service_id,
-            "status": ReferralStatus.pending.value,
+            "service_id": referral.service_id,
+            "status": referral.status,
             "reasons": reasons,
             "policy_version": r.policy.rules.version,
             "opened_at": now,
-            "first_contact_due_at": referrals.first_contact_due(
-                now, working_days=r.policy.first_contact_working_days
-            ),
+            "first_contact_due_at": referral.first_contact_due_at,
         }
-        referral = Referral(**referral_values)
-        plan.rows.append((Referral, referral_values))
+        plan.rows.append((Referral, referral_row))
     reading_values = {
         "id": ids.new_reading,
         "pregnancy_id": pregnancy.id,
@@ -465,7 +574,14 @@ async def _write(db: Executor, r: _Posted, plan: _Plan, ids: Row[Any]) -> Readin
         for row in audit.allowed_rows(actor=principal, action=audit.Action.create, records=created)
     ]
     if referral is not None:
-        plan.rows += _referral_messages(r, plan, referral, Reading(**reading_values), ids)
+        tested = _Tested(
+            id=reading_values["id"],
+            co_ppm=body.co_ppm,
+            outcome=body.outcome.value,
+            measured_at=body.measured_at,
+            smoking_status=body.smoking_status.value,
+        )
+        plan.rows += _referral_messages(r, plan, referral, tested, ids)
     plan.rows += [
         (MeasureMark, mark)
         for mark in marks_for_new_reading(
@@ -476,9 +592,9 @@ async def _write(db: Executor, r: _Posted, plan: _Plan, ids: Row[Any]) -> Readin
         )
     ]
     statement, parameters = sql_batch.statement(
-        plan.rows, then=_NOTIFY if referral is not None else "SELECT 1"
+        plan.rows, then=_NOTIFY if referral is not None else _NOTHING_MORE
     )
-    await db.execute(statement, parameters)
+    await db.one(statement, parameters)
     return ReadingRead(
         id=reading_values["id"],
         pregnancy_id=pregnancy.id,
@@ -503,7 +619,7 @@ async def _write(db: Executor, r: _Posted, plan: _Plan, ids: Row[Any]) -> Readin
 
 
 def _referral_messages(
-    r: _Posted, plan: _Plan, referral: Referral, reading: Reading, ids: Row[Any]
+    r: _Posted, plan: _Plan, referral: _Referral, reading: _Tested, ids: Any
 ) -> list[sql_batch.Row]:
     """The new referral's ``created`` event and its outbox message (``after_reading``)."""
     principal, now = r.principal, r.now

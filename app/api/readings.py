@@ -22,12 +22,12 @@ from app.readings.schemas import ReadingCreate, ReadingRead
 class ReadingRoute(StrictJsonRoute):
     """Creating a reading tries ``fast_readings`` first (PostgreSQL), which may decline."""
 
-    async def answer_first(self, request: Request, body: bytes) -> Response | None:
+    async def answer_first(self, request: Request, parsed: Any) -> Response | None:
         transactions = request.app.state.reading_transactions
         if transactions is None or self.name != "create_reading":
             return None
         answer = await fast_readings.record(
-            request, body, settings=request.app.state.settings, transactions=transactions
+            request, parsed, settings=request.app.state.settings, transactions=transactions
         )
         request.app.state.metrics.fast_readings.labels("fast" if answer else "declined").inc()
         return answer

@@ -83,7 +83,8 @@ def _no_constants(name: str) -> Any:
     raise MalformedJson(f"{name} is not a number JSON allows; send a number or leave it out.")
 
 
-def check_json_body(body: bytes, content_type: str) -> None:
+def check_json_body(body: bytes, content_type: str) -> Any:
+    """The body parsed, or the error naming what is wrong with it."""
     if len(body) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"The body is over {MAX_BODY_BYTES // 1024} KB; send one record.")
     if not _is_json(content_type):
@@ -97,7 +98,7 @@ def check_json_body(body: bytes, content_type: str) -> None:
     if _depth_exceeds(text, MAX_DEPTH):
         raise MalformedJson(f"The JSON is nested more than {MAX_DEPTH} deep; flatten it.")
     try:
-        json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except json.JSONDecodeError as error:
         raise MalformedJson(
             f"The body is not valid JSON ({error.msg} at line {error.lineno}, "
@@ -122,8 +123,9 @@ async def _read_capped(request: Request) -> bytes:
 
 
 class StrictJsonRoute(APIRoute):
-    async def answer_first(self, request: Request, body: bytes) -> Response | None:
-        """A route's own answer to a checked body before FastAPI parses it; None goes on."""
+    async def answer_first(self, request: Request, parsed: Any) -> Response | None:
+        """A route's own answer to a checked body (``parsed``: the JSON, or None without one)
+        before FastAPI parses it; None goes on."""
         return None
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -131,15 +133,16 @@ class StrictJsonRoute(APIRoute):
 
         async def strict_handler(request: Request) -> Response:
             if request.method in BODY_METHODS:
+                parsed = None
                 try:
                     body = await _read_capped(request)
                     if body or request.headers.get("content-type"):
-                        check_json_body(body, request.headers.get("content-type", ""))
+                        parsed = check_json_body(body, request.headers.get("content-type", ""))
                 except ExhaleError:
                     if not credential_present(request):
                         raise missing_credential() from None  # who asks comes before what
                     raise
-                answer = await self.answer_first(request, body)
+                answer = await self.answer_first(request, parsed)
                 if answer is not None:
                     return answer
             return await handler(request)

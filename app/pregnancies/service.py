@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from typing import Protocol
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -91,18 +93,45 @@ THIRTY_SIX_WEEK_WINDOW = range(245, 266)  # 35+0 to 37+6: the 36-week appointmen
 STATED_36_WEEK_WINDOW = range(238, 273)  # 34+0 to 38+6
 
 
-def starts_on(pregnancy: Pregnancy) -> dt.date:
+class ContactDay(Protocol):
+    """What the dating rules read of a contact: a ``Contact``, or the same facts without the ORM."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def occurred_on(self) -> dt.date: ...
+
+
+class Dated(Protocol):
+    """What the dating rules read of a pregnancy: a ``Pregnancy``, or the same facts without the
+    ORM (``app.api.fast_readings``)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def estimated_due_date(self) -> dt.date: ...
+
+    @property
+    def born_on(self) -> dt.date | None: ...
+
+    @property
+    def contacts(self) -> Sequence[ContactDay]: ...
+
+
+def starts_on(pregnancy: Dated) -> dt.date:
     return pregnancy.estimated_due_date - dt.timedelta(days=FULL_TERM_DAYS)
 
 
-def antenatal_ends_on(pregnancy: Pregnancy) -> dt.date:
+def antenatal_ends_on(pregnancy: Dated) -> dt.date:
     """The birth, or 44 weeks' gestation when no birth is recorded."""
     if pregnancy.born_on is not None:
         return pregnancy.born_on
     return pregnancy.estimated_due_date + dt.timedelta(days=ENDS_AFTER_DUE_DAYS)
 
 
-def gestation_days(pregnancy: Pregnancy, on: dt.date) -> int:
+def gestation_days(pregnancy: Dated, on: dt.date) -> int:
     """280 days minus the days from ``on`` to the due date (standard obstetric dating)."""
     return FULL_TERM_DAYS - (pregnancy.estimated_due_date - on).days
 
@@ -138,7 +167,7 @@ def find_current(
     return None
 
 
-def derive_contact_kind(pregnancy: Pregnancy, on: dt.date) -> ContactKind:
+def derive_contact_kind(pregnancy: Dated, on: dt.date) -> ContactKind:
     """The appointment a test without a stated contact belongs to.
 
     1. On or after a recorded birth: postnatal.
@@ -163,7 +192,7 @@ def derive_contact_kind(pregnancy: Pregnancy, on: dt.date) -> ContactKind:
     return ContactKind.antenatal
 
 
-def check_contact_fits(pregnancy: Pregnancy, kind: ContactKind, on: dt.date) -> None:
+def check_contact_fits(pregnancy: Dated, kind: ContactKind, on: dt.date) -> None:
     if kind is ContactKind.weeks_36:
         days = gestation_days(pregnancy, on)
         if days not in STATED_36_WEEK_WINDOW:

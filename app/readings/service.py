@@ -8,7 +8,6 @@ transaction. Re-sends are answered from the database: a sender's ``source_id`` i
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import zlib
 from dataclasses import dataclass
 
@@ -76,15 +75,22 @@ def _lock(session: Session, principal: Principal, nhs_number: str, source_id: st
 
 def lock_statement(
     principal: Principal, nhs_number: str, source_id: str | None
-) -> tuple[TextClause, dict[str, int]]:
+) -> tuple[TextClause, dict[str, int | str]]:
     """The advisory locks (PostgreSQL) every path recording a reading takes, and their keys."""
     assert principal.organisation_id is not None
-    woman = {"unit": principal.organisation_id, "woman": zlib.crc32(nhs_number.encode()) - 2**31}
+    woman: dict[str, int | str] = {
+        "unit": principal.organisation_id,
+        "woman": woman_lock_key(nhs_number),
+    }
     if source_id is None:
         return _LOCK_WOMAN, woman
-    sender = f"{principal.actor_type.value}:{principal.id}:{source_id}".encode()
-    source = int.from_bytes(hashlib.blake2b(sender, digest_size=8).digest(), "big", signed=True)
-    return _LOCK_WOMAN_AND_SOURCE, {**woman, "source": source}
+    sender = f"{principal.actor_type.value}:{principal.id}:{source_id}"
+    return _LOCK_WOMAN_AND_SOURCE, {**woman, "sender": sender}
+
+
+def woman_lock_key(nhs_number: str) -> int:
+    """The second key of the woman's lock; the first is her unit's id."""
+    return zlib.crc32(nhs_number.encode()) - 2**31
 
 
 def _pregnancy_for(
@@ -149,9 +155,12 @@ _BY_USER_SOURCE = select(Reading.id).where(
     Reading.recorded_by_user_id == bindparam("sender"), Reading.source_id == bindparam("source_id")
 )
 _LOCK_WOMAN = text("SELECT pg_advisory_xact_lock(:unit, :woman)")
-# Always the woman first, then the source (one bigint key: a key space apart from the first).
+# Always the woman first, then the source: one bigint key (a key space apart from the first),
+# hashed by PostgreSQL from "<actor type>:<actor id>:<source id>", so that a statement can take
+# it from the sender's row (app.api.fast_readings).
 _LOCK_WOMAN_AND_SOURCE = text(
-    "SELECT pg_advisory_xact_lock(:unit, :woman), pg_advisory_xact_lock(:source)"
+    "SELECT pg_advisory_xact_lock(:unit, :woman), "
+    "pg_advisory_xact_lock(hashtextextended(:sender, 0))"
 )
 
 

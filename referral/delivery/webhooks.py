@@ -18,14 +18,11 @@ import math
 import secrets
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from standardwebhooks.webhooks import Webhook
 
-from app.pregnancies.models import Pregnancy
-from app.readings.models import Reading
 from referral.delivery.models import PayloadMode
-from referral.models import Referral
 
 EVENT_TYPES = ("referral.created", "referral.updated", "referral.closed")
 REFERRAL_PATH = "/api/v1/referrals/{id}"
@@ -51,13 +48,76 @@ def _iso(value: dt.datetime | dt.date | None) -> str | None:
     return value.isoformat()
 
 
+class ReferralFacts(Protocol):
+    """What a message reads of a referral: a ``Referral``, or the same facts without the ORM."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def reasons(self) -> list[str]: ...
+
+    @property
+    def opened_at(self) -> dt.datetime: ...
+
+    @property
+    def first_contact_due_at(self) -> dt.datetime | None: ...
+
+    @property
+    def closed_at(self) -> dt.datetime | None: ...
+
+
+class WomanFacts(Protocol):
+    """What a message reads of her pregnancy: a ``Pregnancy``, or the same facts."""
+
+    @property
+    def nhs_number(self) -> str: ...
+
+    @property
+    def given_name(self) -> str | None: ...
+
+    @property
+    def family_name(self) -> str | None: ...
+
+    @property
+    def date_of_birth(self) -> dt.date | None: ...
+
+    @property
+    def phone(self) -> str | None: ...
+
+    @property
+    def postcode(self) -> str | None: ...
+
+    @property
+    def estimated_due_date(self) -> dt.date: ...
+
+
+class ReadingFacts(Protocol):
+    """What a message reads of her latest test: a ``Reading``, or the same facts."""
+
+    @property
+    def co_ppm(self) -> int | None: ...
+
+    @property
+    def outcome(self) -> str: ...
+
+    @property
+    def measured_at(self) -> dt.datetime: ...
+
+    @property
+    def smoking_status(self) -> str: ...
+
+
 def referral_data(
     *,
-    referral: Referral,
+    referral: ReferralFacts,
     service_code: str,
     unit_code: str,
-    pregnancy: Pregnancy,
-    reading: Reading | None,
+    pregnancy: WomanFacts,
+    reading: ReadingFacts | None,
 ) -> dict[str, Any]:
     """The ``full`` data of a referral event: the referral, her contact details, latest CO."""
     latest = None

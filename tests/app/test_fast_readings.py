@@ -10,17 +10,25 @@ the requests it is meant for, and declined the rest.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from app import migrate
+from app.api import fast_readings
 from app.clock import local_today
+from app.db import make_engine
+from app.identity import service as identity
+from app.identity.principal import ActorType, Principal
 from app.monitors.models import Monitor
+from app.readings import service
 from referral.models import ServiceArea
 from tests import factories
 from tests.app.access_world import Side, build_side, headers_for
@@ -328,10 +336,12 @@ def test_the_fast_path_writes_and_answers_as_the_general_path(
     headers = headers_for(client, session, side, "epr")
     fast = app.state.reading_transactions
     assert fast is not None
-    counter = app.state.metrics.fast_readings
+    registry = app.state.metrics_registry
 
     def served() -> float:
-        return counter.labels("fast")._value.get()
+        """Readings the fast path answered, as /metrics reports them."""
+        found = registry.get_sample_value("exhale_reading_posts_total", {"path": "fast"})
+        return float(found or 0)
 
     before = _high_water(connection)
     savepoint = connection.begin_nested()
@@ -351,3 +361,71 @@ def test_the_fast_path_writes_and_answers_as_the_general_path(
     for table in TABLES:
         assert by_fast[0][table] == by_general[0][table], table
     assert any(status == 201 for status, _ in fast_answers) or answered_fast == 0
+
+
+@pytest.fixture
+def committed(fresh_database_url: str) -> Iterator[tuple[str, Principal, str]]:
+    """A migrated database with a unit and an EPR key, committed: (url, principal, key)."""
+    migrate.upgrade(fresh_database_url)
+    engine = make_engine(fresh_database_url)
+    with Session(engine) as setup:
+        unit = factories.make_unit(setup, service=factories.make_service(setup))
+        client, key = factories.make_api_client(setup, role="epr", organisation=unit)
+        principal = Principal(ActorType.api_client, client.id, client.name, "epr", unit.id)
+        setup.commit()
+    yield fresh_database_url, principal, key
+    engine.dispose()
+
+
+Lock = Callable[[Connection], object]
+
+
+def _waits(url: str, holder: Lock, waiter: Lock) -> bool:
+    """Whether ``waiter`` waits for the locks ``holder`` holds in another transaction."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as holding, engine.connect() as waiting:
+            holding.begin()
+            holder(holding)
+            waiting.begin()
+            waiting.exec_driver_sql("SET LOCAL lock_timeout = '200ms'")
+            try:
+                waiter(waiting)
+            except DBAPIError as error:
+                assert isinstance(error.orig, psycopg.errors.LockNotAvailable), error
+                return True
+            return False
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("nhs_number", "source_id", "waits"),
+    [
+        ("9990000018", None, True),  # the same woman
+        ("9990000026", "obs-1", True),  # another woman, the same source id
+        ("9990000026", "obs-2", False),  # neither
+    ],
+)
+def test_the_fast_path_and_the_general_path_wait_for_each_others_locks(
+    committed: tuple[str, Principal, str], nhs_number: str, source_id: str | None, waits: bool
+) -> None:
+    """So that the two paths never record one reading twice, or register her twice."""
+    url, principal, key = committed
+
+    def general(nhs: str, source: str | None) -> Lock:
+        return lambda c: c.execute(*service.lock_statement(principal, nhs, source))
+
+    def fast(nhs: str, source: str | None) -> Lock:
+        keys = {
+            "digest": identity.digest(key),
+            "woman": service.woman_lock_key(nhs),
+            "source_id": source,
+        }
+        return lambda c: c.exec_driver_sql(
+            fast_readings._CLIENT_AND_LOCKS[source is not None], keys
+        ).one()
+
+    held = ("9990000018", "obs-1")
+    assert _waits(url, general(*held), fast(nhs_number, source_id)) is waits
+    assert _waits(url, fast(*held), general(nhs_number, source_id)) is waits
