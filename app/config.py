@@ -206,7 +206,7 @@ class Settings(BaseSettings):
     allow_synthetic_nhs_numbers: bool | None = None  # None: allowed in development only
     max_co_ppm: int = Field(default=500, ge=1, le=10_000)
     postnatal_days: int = Field(default=56, ge=0, le=365)
-    # POST /api/v1/readings on PostgreSQL in four statements where it can (app.api.fast_readings).
+    # POST /api/v1/readings on PostgreSQL in three statements where it can (app.api.fast_readings).
     fast_readings: bool = True
     # /metrics: with a token, scrapes send it as a bearer token; without, only loopback may scrape.
     metrics_token: SecretStr | None = Field(default=None, min_length=16)

@@ -58,7 +58,7 @@ class RequestMetrics:
 
         self.fast_readings = Counter(
             "exhale_reading_posts",
-            "POST /api/v1/readings on PostgreSQL by path: 'fast' answered in four or five "
+            "POST /api/v1/readings on PostgreSQL by path: 'fast' answered in three or four "
             "statements, 'declined' left to the general path (app.api.fast_readings).",
             ("path",),
             registry=registry,

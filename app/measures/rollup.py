@@ -435,7 +435,7 @@ def marks_for_new_reading(
     referral_opened_at: dt.datetime | None,
 ) -> list[dict[str, Any]]:
     """The marks the markers above leave for a reading written without the ORM (in one
-    statement by ``app.api.fast_readings``): its new contact, if any, and the referral it opened,
+    statement by ``app.readings.combined``): its new contact, if any, and the referral it opened,
     if any. A new pregnancy with no birth and a new referral's first event add none."""
     months = _around(measured_at.astimezone(LONDON).date())
     if contact_on is not None:

@@ -105,7 +105,7 @@ class ContactDay(Protocol):
 
 class Dated(Protocol):
     """What the dating rules read of a pregnancy: a ``Pregnancy``, or the same facts without the
-    ORM (``app.api.fast_readings``)."""
+    ORM (``app.readings.combined``)."""
 
     @property
     def id(self) -> int: ...
