@@ -23,7 +23,7 @@ from app.pregnancies import service as pregnancies
 from app.pregnancies.models import Contact, ContactKind
 from app.readings import service
 from app.readings.models import Reading
-from app.readings.schemas import AdviceRead, ReadingCreate, ReadingRead, ReferralSummary
+from app.readings.schemas import ReadingCreate, ReadingRead, ReferralSummary
 from referral import rules
 from referral import service as referrals
 from referral.delivery.service import NOTIFY_CHANNEL
@@ -99,11 +99,19 @@ class NewReferral:
 
 @dataclass(frozen=True)
 class Tested:
+    """The reading as stored, for the outbox message and the answer."""
+
     id: int
-    co_ppm: int | None
-    outcome: str
+    pregnancy_id: int
     measured_at: dt.datetime
+    outcome: str
+    co_ppm: int | None
     smoking_status: str
+    stopped_smoking_on: dt.date | None
+    very_brief_advice_given: bool | None
+    device_serial: str | None
+    source_id: str | None
+    advice: list[dict[str, Any]]
 
 
 def written(r: Posted, plan: Plan, ids: Any) -> tuple[str, dict[str, str], ReadingRead]:
@@ -176,14 +184,8 @@ def written(r: Posted, plan: Plan, ids: Any) -> tuple[str, dict[str, str], Readi
         (AuditEvent, row)
         for row in audit.allowed_rows(actor=principal, action=audit.Action.create, records=created)
     ]
+    tested = Tested(**{k: reading_values[k] for k in Tested.__dataclass_fields__})
     if referral is not None:
-        tested = Tested(
-            id=reading_values["id"],
-            co_ppm=body.co_ppm,
-            outcome=body.outcome.value,
-            measured_at=body.measured_at,
-            smoking_status=body.smoking_status.value,
-        )
         plan.rows += _referral_messages(r, plan, referral, tested, ids)
     plan.rows += [
         (MeasureMark, mark)
@@ -200,23 +202,13 @@ def written(r: Posted, plan: Plan, ids: Any) -> tuple[str, dict[str, str], Readi
     return (
         statement,
         parameters,
-        ReadingRead(
-            id=reading_values["id"],
-            pregnancy_id=pregnancy.id,
+        service.answer(
+            tested,
             contact=plan.kind.value,
             gestation_days=pregnancies.gestation_days(pregnancy, r.on),
-            measured_at=body.measured_at,
-            outcome=body.outcome.value,
-            co_ppm=body.co_ppm,
-            smoking_status=body.smoking_status.value,
-            stopped_smoking_on=body.stopped_smoking_on,
-            very_brief_advice_given=body.very_brief_advice_given,
-            device_serial=body.device_serial,
-            source_id=body.source_id,
             referral=ReferralSummary(id=referral.id, status=referral.status, reasons=reasons)
             if referral is not None
             else None,
-            advice=[AdviceRead(**item) for item in reading_values["advice"]],
             calibration_warning=monitors.calibration_warning(plan.calibration_due, r.on)
             if body.device_serial is not None
             else None,

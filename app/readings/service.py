@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import zlib
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from sqlalchemy import TextClause, bindparam, select, text
 from sqlalchemy.orm import Session
@@ -311,11 +312,59 @@ def to_read(session: Session, reading: Reading) -> ReadingRead:
     pregnancy = session.get(Pregnancy, reading.pregnancy_id)
     assert pregnancy is not None
     referral = session.get(Referral, reading.referral_id) if reading.referral_id else None
+    return answer(
+        reading,
+        contact=contact.kind if contact else None,
+        gestation_days=pregnancies.gestation_days(pregnancy, local_date(reading.measured_at)),
+        referral=ReferralSummary(id=referral.id, status=referral.status, reasons=referral.reasons)
+        if referral
+        else None,
+        calibration_warning=_calibration_warning(session, reading),
+    )
+
+
+class Stored(Protocol):
+    """What the answer reads of a stored reading: a ``Reading``, or the same values without the
+    ORM (``app.readings.combined_rows``)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def pregnancy_id(self) -> int: ...
+    @property
+    def measured_at(self) -> dt.datetime: ...
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def co_ppm(self) -> int | None: ...
+    @property
+    def smoking_status(self) -> str: ...
+    @property
+    def stopped_smoking_on(self) -> dt.date | None: ...
+    @property
+    def very_brief_advice_given(self) -> bool | None: ...
+    @property
+    def device_serial(self) -> str | None: ...
+    @property
+    def source_id(self) -> str | None: ...
+    @property
+    def advice(self) -> list[dict[str, Any]]: ...
+
+
+def answer(
+    reading: Stored,
+    *,
+    contact: str | None,
+    gestation_days: int,
+    referral: ReferralSummary | None,
+    calibration_warning: str | None,
+) -> ReadingRead:
+    """The answer about a recorded reading, whichever path recorded it."""
     return ReadingRead(
         id=reading.id,
         pregnancy_id=reading.pregnancy_id,
-        contact=contact.kind if contact else None,
-        gestation_days=pregnancies.gestation_days(pregnancy, local_date(reading.measured_at)),
+        contact=contact,
+        gestation_days=gestation_days,
         measured_at=reading.measured_at,
         outcome=reading.outcome,
         co_ppm=reading.co_ppm,
@@ -324,11 +373,9 @@ def to_read(session: Session, reading: Reading) -> ReadingRead:
         very_brief_advice_given=reading.very_brief_advice_given,
         device_serial=reading.device_serial,
         source_id=reading.source_id,
-        referral=ReferralSummary(id=referral.id, status=referral.status, reasons=referral.reasons)
-        if referral
-        else None,
+        referral=referral,
         advice=[AdviceRead(**item) for item in reading.advice],
-        calibration_warning=_calibration_warning(session, reading),
+        calibration_warning=calibration_warning,
     )
 
 
