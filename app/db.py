@@ -109,6 +109,11 @@ def make_engine(database_url: str, *, connect_timeout_s: int = 5, **kwargs: Any)
     return engine
 
 
+def libpq_conninfo(database_url: str) -> str:
+    """The URL as libpq takes it, for psycopg connections made without SQLAlchemy."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 

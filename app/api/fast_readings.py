@@ -28,12 +28,11 @@ from fastapi import Request, Response
 from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import ValidationError
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app.api.auth import rate_limit
 from app.config import Settings
-from app.db import utcnow
+from app.db import libpq_conninfo, utcnow
 from app.errors import ExhaleError
 from app.identity import service as identity
 from app.identity.principal import ActorType, Principal
@@ -44,7 +43,8 @@ from app.readings.combined import Decline, Executor
 from app.readings.schemas import ReadingCreate
 
 log = get_logger(__name__)
-ROLES = frozenset({"epr", "bridge", "midwife"})
+# Who may record a reading: the route requires the same roles.
+ROLES = ("epr", "bridge", "midwife")
 
 # A transaction: a pooled psycopg connection in production; the tests' own connection in theirs.
 Transactions = Callable[[], AbstractAsyncContextManager[Executor]]
@@ -63,9 +63,8 @@ class PooledTransactions:
     """Transactions on a pool of psycopg's async connections (at most 20 per web process)."""
 
     def __init__(self, database_url: str, *, connect_timeout_s: int, max_size: int = 20) -> None:
-        url = make_url(database_url).set(drivername="postgresql")
         self.pool = AsyncConnectionPool(
-            url.render_as_string(hide_password=False),
+            libpq_conninfo(database_url),
             min_size=1,
             max_size=max_size,
             open=False,

@@ -111,7 +111,7 @@ def create_reading(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    principal: Annotated[Principal, require("epr", "bridge", "midwife")],
+    principal: Annotated[Principal, require(*fast_readings.ROLES)],
     body: ReadingCreate,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", description="Your key for this request")

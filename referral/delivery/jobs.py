@@ -14,11 +14,10 @@ import threading
 
 import psycopg
 from psycopg import sql
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.db import session_scope, utcnow
+from app.db import libpq_conninfo, session_scope, utcnow
 from app.logs import get_logger
 from referral.delivery.admin import count_undelivered
 from referral.delivery.relay import Relay
@@ -33,8 +32,7 @@ class NotifyListener(threading.Thread):
 
     def __init__(self, settings: Settings, *, wake: threading.Event, stop: threading.Event) -> None:
         super().__init__(name="outbox-listener", daemon=True)
-        url = make_url(settings.database_url).set(drivername="postgresql")
-        self._conninfo = url.render_as_string(hide_password=False)
+        self._conninfo = libpq_conninfo(settings.database_url)
         self._connect_timeout_s = settings.database_connect_timeout_s
         self._wake = wake
         self._stopping = stop
