@@ -1,11 +1,12 @@
 """Rows for several tables inserted by one PostgreSQL statement (data-modifying CTEs).
 
 Each row is given as ``(model, values)``; a column left out takes the model's Python default as
-the ORM would give it (``utcnow``, an empty list), else the database's. Every row travels in one
-JSON parameter; each table's are unpacked by ``jsonb_populate_recordset`` into its own column
-types and go in one ``INSERT`` in the order given, so their ids follow it. The statement
-is short and has one parameter, so psycopg caches its conversion and prepares it once per
-connection; its SQL is built once per shape (which tables, which columns).
+the ORM would give it (``utcnow``, an empty list), else the database's. Each table's rows travel
+as one JSON parameter, unpacked by ``json_populate_recordset`` into the table's column types, and
+go in one ``INSERT`` in the order given, so their ids follow it. The statement is short and has a
+parameter per table, so it is prepared once per connection and PostgreSQL parses each table's
+JSON once (cheaper than one ``jsonb`` document for every table); its SQL is built once per shape
+(which tables, which columns).
 """
 
 from __future__ import annotations
@@ -82,8 +83,7 @@ def statement(rows: Sequence[Row], *, then: str = "SELECT 1") -> tuple[str, dict
     built = _BUILT.get((shape, then))
     if built is None:
         built = _BUILT[(shape, then)] = _build(shape, then)
-    # Every table's rows in one JSON array, parsed once by PostgreSQL.
-    return built, {"rows": to_json(list(grouped.values())).decode()}
+    return built, {f"rows{n}": to_json(group).decode() for n, group in enumerate(grouped.values())}
 
 
 def _selected(table: Table, column: str) -> str:
@@ -95,12 +95,12 @@ def _selected(table: Table, column: str) -> str:
 
 
 def _build(shape: _Shape, then: str) -> str:
-    ctes = ["given AS (SELECT CAST(%(rows)s AS jsonb) AS rows)"]
+    ctes = []
     for n, (model, columns) in enumerate(shape):
         table = _TABLES[model].table
         selected = ", ".join(_selected(table, column) for column in columns)
         ctes.append(
             f"w{n} AS (INSERT INTO {table.name} ({', '.join(columns)}) SELECT {selected} FROM "
-            f"given, jsonb_populate_recordset(NULL::{table.name}, given.rows -> {n}))"
+            f"json_populate_recordset(NULL::{table.name}, CAST(%(rows{n})s AS json)))"
         )
     return f"WITH {', '.join(ctes)} {then}"

@@ -90,8 +90,8 @@ class _OnTestConnection:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
 
-    async def one(self, sql: str, parameters: Mapping[str, Any]) -> Any:
-        return self.connection.exec_driver_sql(sql, dict(parameters)).first()
+    async def run(self, *statements: tuple[str, Mapping[str, Any]], commit: bool = False) -> Any:
+        return [self.connection.exec_driver_sql(sql, dict(p)).first() for sql, p in statements]
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[_OnTestConnection]:

@@ -2,17 +2,18 @@
 
 ``app.readings.service.record`` records a test for every sender, database and case through the
 ORM: a reading that registers a woman and refers her sends 15 statements, and the ORM's
-bookkeeping around them costs several times what PostgreSQL spends. ``record`` here writes the
-same rows, decided by the same functions (the contact's derivation and checks, the rules, the
+bookkeeping around them costs several times what PostgreSQL spends. ``Recording`` here writes
+the same rows, decided by the same functions (the contact's derivation and checks, the rules, the
 routing, the audit rows, the outbox payload, the measures' marks), once the caller holds the
 locks every path takes (``service.lock_statement``'s keys; ``app.api.fast_readings`` takes them
 with the API key), in:
 
-1. one lookup: a re-send, her current pregnancy with its contacts, referrals and latest test,
-   the monitor's calibration date, the service a new referral goes to, and the new rows' ids;
+1. one lookup (``Recording.lookup``, which the caller may send in the round trip that takes the
+   locks): a re-send, her current pregnancy with its contacts, referrals and latest test, the
+   monitor's calibration date, the service a new referral goes to, and the new rows' ids;
 2. for a pregnancy already recorded, the ids and routing that depend on what the lookup found;
 3. one ``INSERT`` of every row through data-modifying CTEs (``app.sql_batch``), with the
-   ``pg_notify`` that wakes the relay.
+   ``pg_notify`` that wakes the relay, sent with the commit.
 
 Whatever it cannot write exactly as the general path would, it declines (``Decline``) before
 writing anything: a re-send, a change to her details, a referral already open, a contact already
@@ -42,10 +43,15 @@ from referral import rules
 from referral import service as referrals
 from referral.lifecycle import CLOSED_STATUSES
 
+# SQL with psycopg's ``%(name)s`` parameters, and their values.
+Statement = tuple[str, Mapping[str, Any]]
+
 
 class Executor(Protocol):
-    async def one(self, sql: str, parameters: Mapping[str, Any]) -> Any:
-        """Run ``sql`` (psycopg's ``%(name)s`` parameters); its first row, by attribute."""
+    async def run(self, *statements: Statement, commit: bool = False) -> list[Any]:
+        """The statements in one round trip, in this transaction (the first begins it): the
+        first row of each, by attribute. With ``commit``, the transaction commits in that round
+        trip too."""
 
 
 class Decline(Exception):
@@ -53,7 +59,7 @@ class Decline(Exception):
 
 
 def _nextval(table: str) -> str:
-    return f"nextval(pg_get_serial_sequence('{table}', 'id'))"
+    return f"nextval('{table}_id_seq'::regclass)"
 
 
 # The service a new referral goes to: by a service area for her postcode district at her unit,
@@ -127,47 +133,64 @@ def _facts(
     )
 
 
-async def record(
-    db: Executor,
-    *,
-    principal: Principal,
-    unit_code: str,
-    body: ReadingCreate,
-    nhs_number: str,
-    settings: Settings,
-    now: dt.datetime,
-) -> ReadingRead:
-    """Write the reading and answer as ``service.to_read`` would, or raise ``Decline``.
+class Recording:
+    """One reading to record for a sender's unit: its lookup, then its rows."""
 
-    The caller holds the locks for her and the source id, in the transaction ``db`` runs in;
-    ``body`` has passed ``service.check``, which gave ``nhs_number``."""
-    assert principal.organisation_id is not None and body.measured_at is not None
-    on = local_date(body.measured_at)
-    policy = _policies(settings)
-    details = _details(body)
-    # For a woman not yet registered the rules see no history: decided before the lookup, so
-    # that it takes a referral id only when one is needed.
-    first = rules.evaluate(_facts(body, on, (), False), policy.rules)
-    found = await db.one(
-        _LOOKUP,
-        {
-            "unit": principal.organisation_id,
-            "nhs": nhs_number,
-            "on": on,
-            "postnatal_days": settings.postnatal_days,
-            "client": principal.id,
-            "source_id": body.source_id,
-            "serial": body.device_serial,
-            "district": referrals.postcode_district(details.get("postcode")),
-            "refers": first.refer,
-        },
-    )
-    if found.resent is not None:
-        raise Decline
-    posted = rows.Posted(body, principal, unit_code, nhs_number, details, policy, now, on)
-    if found.id is None:
-        return await _register(db, posted, first, found)
-    return await _add(db, posted, found)
+    def __init__(
+        self,
+        *,
+        unit_id: int,
+        client_id: int,
+        body: ReadingCreate,
+        nhs_number: str,
+        settings: Settings,
+        now: dt.datetime,
+    ) -> None:
+        """``body`` has passed ``service.check``, which gave ``nhs_number``."""
+        assert body.measured_at is not None
+        self.body, self.nhs_number, self.now = body, nhs_number, now
+        self.on = local_date(body.measured_at)
+        self.policy = _policies(settings)
+        self.details = _details(body)
+        # For a woman not yet registered the rules see no history: decided before the lookup,
+        # so that it takes a referral id only when one is needed.
+        self.first = rules.evaluate(_facts(body, self.on, (), False), self.policy.rules)
+        self.lookup: Statement = (
+            _LOOKUP,
+            {
+                "unit": unit_id,
+                "nhs": nhs_number,
+                "on": self.on,
+                "postnatal_days": settings.postnatal_days,
+                "client": client_id,
+                "source_id": body.source_id,
+                "serial": body.device_serial,
+                "district": referrals.postcode_district(self.details.get("postcode")),
+                "refers": self.first.refer,
+            },
+        )
+
+    async def write(
+        self, db: Executor, found: Any, *, principal: Principal, unit_code: str
+    ) -> ReadingRead:
+        """Write the reading, ``found`` by ``lookup`` for ``principal``'s unit, and answer as
+        ``service.to_read`` would; or raise ``Decline``. The caller holds the locks for her and
+        the source id in the transaction ``db`` runs in, and commits with the rows."""
+        if found.resent is not None:
+            raise Decline
+        posted = rows.Posted(
+            self.body,
+            principal,
+            unit_code,
+            self.nhs_number,
+            self.details,
+            self.policy,
+            self.now,
+            self.on,
+        )
+        if found.id is None:
+            return await _register(db, posted, self.first, found)
+        return await _add(db, posted, found)
 
 
 def _contact_kind(pregnancy: rows.Her, r: rows.Posted) -> ContactKind:
@@ -238,14 +261,16 @@ async def _add(db: Executor, r: rows.Posted, found: Any) -> ReadingRead:
     ):
         # Reasons added to her open referral; or an earlier test is the message's latest.
         raise Decline
-    ids = await db.one(
-        _IDS,
-        {
-            "unit": r.principal.organisation_id,
-            "district": referrals.postcode_district(pregnancy.postcode),
-            "contact": contact_id is None,
-            "refers": decision.refer,
-        },
+    [ids] = await db.run(
+        (
+            _IDS,
+            {
+                "unit": r.principal.organisation_id,
+                "district": referrals.postcode_district(pregnancy.postcode),
+                "contact": contact_id is None,
+                "refers": decision.refer,
+            },
+        )
     )
     plan = rows.Plan(pregnancy, False, kind, contact_id, decision, found.calibration_due)
     # Her pregnancy, read to record against (pregnancies.get_for_reader_or_raise audits it).
@@ -264,5 +289,5 @@ async def _write(db: Executor, plan: rows.Plan, r: rows.Posted, ids: Any) -> Rea
     if plan.decision.refer and ids.service_id is None:
         raise Decline  # no service to refer to: the general path's 409 says who sets one
     statement, parameters, answer = rows.written(r, plan, ids)
-    await db.one(statement, parameters)
+    await db.run((statement, parameters), commit=True)
     return answer

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,7 @@ from app.api import fast_readings
 from app.clock import local_today
 from app.db import make_engine
 from app.identity import service as identity
+from app.identity.models import ApiClient
 from app.identity.principal import ActorType, Principal
 from app.monitors.models import Monitor
 from app.readings import service
@@ -361,6 +362,40 @@ def test_the_fast_path_writes_and_answers_as_the_general_path(
     for table in TABLES:
         assert by_fast[0][table] == by_general[0][table], table
     assert any(status == 201 for status, _ in fast_answers) or answered_fast == 0
+
+
+def test_a_wrong_guess_at_the_keys_unit_costs_a_lookup_not_a_wrong_reading(
+    app: FastAPI, client: TestClient, session: Session, side: Side
+) -> None:
+    """The fast path sends the lookup with the key's statement, for the unit and client it last
+    saw the key with. Here that guess names another unit, where a woman with the same NHS number
+    is registered too: the key's own row decides, and the reading goes to her pregnancy at the
+    key's unit."""
+    headers = headers_for(client, session, side, "epr")
+    other = build_side(session)  # the same NHS number, registered at another unit
+    digest = identity.digest(side.keys["epr"])
+    fast_readings._KEYS[digest] = (other.unit.id, _epr_client(session, other))
+    registry = app.state.metrics_registry
+    before = registry.get_sample_value("exhale_reading_posts_total", {"path": "fast"}) or 0
+    body = reading(
+        on=TODAY, co_ppm=1, smoking_status="non_smoker", nhs_number=side.pregnancy.nhs_number
+    )
+
+    answer = client.post("/api/v1/readings", json=body, headers=headers)
+
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["pregnancy_id"] == side.pregnancy.id
+    after = registry.get_sample_value("exhale_reading_posts_total", {"path": "fast"})
+    assert after == before + 1
+    assert fast_readings._KEYS[digest] == (side.unit.id, _epr_client(session, side))
+
+
+def _epr_client(session: Session, side: Side) -> int:
+    return session.scalars(
+        select(ApiClient.id).where(
+            ApiClient.organisation_id == side.unit.id, ApiClient.role == "epr"
+        )
+    ).one()
 
 
 @pytest.fixture
