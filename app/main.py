@@ -51,11 +51,13 @@ from app.web import pages as web_pages
 from app.web import women as web_women
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+# Requests are matched against the routers in this order: readings first, as EPR systems and
+# monitors send most requests there (`POST /api/v1/readings`). No two routers share a path.
 API_ROUTERS = (
+    readings.router,
     health.router,
     docs.router,
     pregnancies.router,
-    readings.router,
     devices.router,
     referrals.router,
     admin.router,
@@ -64,6 +66,18 @@ API_ROUTERS = (
     fhir.router,
     hl7v2.router,
     oauth.router,
+)
+# The API's sections in its description (/docs), whatever order the routers are matched in.
+OPENAPI_TAGS = (
+    "health",
+    "pregnancies",
+    "readings",
+    "monitors",
+    "referrals",
+    "administration",
+    "measures",
+    "hl7v2",
+    "oauth",
 )
 PAGE_ROUTERS = (
     web_auth.router,
@@ -142,6 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,  # ReDoc fetches its logo from a CDN
         version=__version__,
         description=DESCRIPTION,
+        openapi_tags=[{"name": tag} for tag in OPENAPI_TAGS],
         lifespan=lifespan,
     )
     application.state.settings = settings
