@@ -20,7 +20,6 @@ ratio to the baseline, and CPU milliseconds per reading (web processes and Postg
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import random
 import subprocess
@@ -29,6 +28,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -98,7 +99,7 @@ def main() -> None:
             if name == "exhale":
                 with common.web_server(url, workers=2) as (base, process):
                     meter = common.CpuMeter(url, common.process_tree(process.popen.pid))
-                    result = asyncio.run(
+                    result = uvloop.run(
                         _closed_loop(
                             [base],
                             world.api_key,
@@ -111,7 +112,7 @@ def main() -> None:
             else:
                 with _ceiling_servers(url, name) as (bases, pids):
                     meter = common.CpuMeter(url, pids)
-                    result = asyncio.run(
+                    result = uvloop.run(
                         _closed_loop(
                             bases,
                             world.api_key,

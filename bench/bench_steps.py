@@ -14,13 +14,14 @@ rates move with its load; the ratios, CPU per reading and round trips much less.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import random
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -59,7 +60,7 @@ def main() -> None:
         for ref, tree in trees.items():
             with common.web_server(url, workers=args.workers, root=tree) as (base, process):
                 meter = common.CpuMeter(url, common.process_tree(process.popen.pid))
-                rate, statuses, cpu, pg_cpu = asyncio.run(
+                rate, statuses, cpu, pg_cpu = uvloop.run(
                     _closed_loop(
                         base,
                         world.api_key,
