@@ -11,10 +11,12 @@ machinery.
 It serves a request only when it can answer exactly as the general path would, and *declines*
 (before writing anything, its transaction rolled back) otherwise: no API key (a person's
 session, an OAuth access token), an ``Idempotency-Key``, a monitor result by id, a body or key
-the general path would refuse, whatever ``combined`` declines, or a database error before the
-commit (a connection the database dropped). The general path then answers as it always does,
-with its errors and audit. An error during the commit is the general path's 503: the reading may
-or may not be stored, and a re-send with its ``source_id`` is never recorded twice.
+the general path would refuse, whatever ``combined`` declines, or a database error that stores
+nothing (a connection the database dropped before the commit's round trip, or an error the server
+reports in it, which ends the query before ``COMMIT``). The general path then answers as it
+always does, with its errors and audit. A connection lost during the commit's round trip is the
+general path's 503: the reading may or may not be stored, and a re-send with its ``source_id`` is
+never recorded twice.
 ``EXHALE_FAST_READINGS=false`` turns this path off.
 """
 
@@ -296,8 +298,8 @@ async def _record(
         [client] = await db.run(locks)
         found = None
     else:
-        guessed = recording(unit_id=guess[0], client_id=guess[1])
-        client, found = await db.run(locks, guessed.lookup)
+        reading = recording(unit_id=guess[0], client_id=guess[1])
+        client, found = await db.run(locks, reading.lookup)
     principal, unit_code = _principal(client, digest)
     rate_limit(request, principal)  # counted once: the general path does not count it again
     known: tuple[int, int] = (client.organisation_id, client.id)
@@ -305,9 +307,9 @@ async def _record(
         if len(_KEYS) >= _KEYS_KEPT:
             _KEYS.clear()
         _KEYS[digest] = known
-        guessed = recording(unit_id=known[0], client_id=known[1])
-        [found] = await db.run(guessed.lookup)
-    return await guessed.write(db, found, principal=principal, unit_code=unit_code)
+        reading = recording(unit_id=known[0], client_id=known[1])
+        [found] = await db.run(reading.lookup)
+    return await reading.write(db, found, principal=principal, unit_code=unit_code)
 
 
 def _principal(client: Any, digest: str) -> tuple[Principal, str]:

@@ -148,6 +148,7 @@ class Recording:
     ) -> None:
         """``body`` has passed ``service.check``, which gave ``nhs_number``."""
         assert body.measured_at is not None
+        self.sender = (unit_id, client_id)
         self.body, self.nhs_number, self.now = body, nhs_number, now
         self.on = local_date(body.measured_at)
         self.policy = _policies(settings)
@@ -176,6 +177,8 @@ class Recording:
         """Write the reading, ``found`` by ``lookup`` for ``principal``'s unit, and answer as
         ``service.to_read`` would; or raise ``Decline``. The caller holds the locks for her and
         the source id in the transaction ``db`` runs in, and commits with the rows."""
+        if (principal.organisation_id, principal.id) != self.sender:
+            raise Decline  # looked up for another unit or client: what it found is not hers
         if found.resent is not None:
             raise Decline
         posted = rows.Posted(

@@ -9,8 +9,10 @@ the requests it is meant for, and declined the rest.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import psycopg
@@ -24,12 +26,15 @@ from sqlalchemy.orm import Session
 from app import migrate
 from app.api import fast_readings
 from app.clock import local_today
-from app.db import make_engine
+from app.config import Settings
+from app.db import make_engine, utcnow
 from app.identity import service as identity
 from app.identity.models import ApiClient
 from app.identity.principal import ActorType, Principal
 from app.monitors.models import Monitor
-from app.readings import service
+from app.readings import combined, service
+from app.readings.combined import Decline
+from app.readings.schemas import ReadingCreate
 from referral.models import ServiceArea
 from tests import factories
 from tests.app.access_world import Side, build_side, headers_for
@@ -388,6 +393,42 @@ def test_a_wrong_guess_at_the_keys_unit_costs_a_lookup_not_a_wrong_reading(
     after = registry.get_sample_value("exhale_reading_posts_total", {"path": "fast"})
     assert after == before + 1
     assert fast_readings._KEYS[digest] == (side.unit.id, _epr_client(session, side))
+
+
+def test_a_recording_looked_up_for_one_sender_is_not_written_for_another(
+    settings: Settings,
+) -> None:
+    """What the lookup found belongs to the unit it looked at: written for any other sender, the
+    recording declines before it sends anything."""
+
+    class NoDatabase:
+        async def run(self, *statements: Any, commit: bool = False) -> list[Any]:
+            raise AssertionError("nothing may be sent")
+
+    posted = reading(on=BOOKING_DAY, co_ppm=1, edd=EDD, nhs_number=nhs(91))
+    body = ReadingCreate.model_validate(posted)
+    recording = combined.Recording(
+        unit_id=1, client_id=2, body=body, nhs_number=nhs(91), settings=settings, now=utcnow()
+    )
+    # A woman not registered at unit 1: for its own sender, the recording would write her.
+    found = SimpleNamespace(
+        resent=None,
+        id=None,
+        new_pregnancy=10,
+        new_contact=11,
+        new_reading=12,
+        new_referral=None,
+        calibration_due=None,
+        service_id=None,
+        service_code=None,
+    )
+    with pytest.raises(AssertionError, match="nothing may be sent"):
+        own = Principal(ActorType.api_client, 2, "epr", "epr", 1)
+        asyncio.run(recording.write(NoDatabase(), found, principal=own, unit_code="U"))
+    for unit_id, client_id in ((3, 2), (1, 4)):
+        sender = Principal(ActorType.api_client, client_id, "epr", "epr", unit_id)
+        with pytest.raises(Decline):
+            asyncio.run(recording.write(NoDatabase(), found, principal=sender, unit_code="U"))
 
 
 def _epr_client(session: Session, side: Side) -> int:
