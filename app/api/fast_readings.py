@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import hmac
 import re
 import weakref
@@ -79,8 +80,10 @@ class _Prepared:
     its parameters ``sN_name``, so statements in one query never share one by chance.
     """
 
-    def __init__(self, sql: str, number: int) -> None:
-        self.name = f"exhale_fast_{number}"
+    def __init__(self, sql: str) -> None:
+        # Named by its SQL: a name means the same statement in every process and version, on
+        # whichever server connection it meets.
+        self.name = f"exhale_fast_{hashlib.sha256(sql.encode()).hexdigest()[:24]}"
         self.parameters: list[str] = []
 
         def positional(match: re.Match[str]) -> str:
@@ -123,7 +126,7 @@ class _Transaction:
         for n, (sql, parameters) in enumerate(statements):
             prepared = _STATEMENTS.get(sql)
             if prepared is None:
-                prepared = _STATEMENTS.setdefault(sql, _Prepared(sql, len(_STATEMENTS)))
+                prepared = _STATEMENTS.setdefault(sql, _Prepared(sql))
             if prepared.name not in self.prepared:
                 query.append(prepared.prepare)
                 self.prepared.add(prepared.name)  # a failed query closes the connection

@@ -156,3 +156,12 @@ def test_statements_are_prepared_once_per_connection(url: str) -> None:
 
     names = _with_pool(url, work)
     assert names == [fast_readings._STATEMENTS[INSERT[0]].name]
+
+
+def test_a_prepared_statement_is_named_by_its_sql() -> None:
+    """Web processes (and versions) that meet the same server connection, as through a pooler,
+    agree on what each name means: a name never runs another statement's SQL."""
+    first, again = fast_readings._Prepared(INSERT[0]), fast_readings._Prepared(INSERT[0])
+    other = fast_readings._Prepared("SELECT 1 AS one")
+    assert first.name == again.name != other.name
+    assert first.name.startswith("exhale_fast_")
