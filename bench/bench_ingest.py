@@ -3,7 +3,7 @@
 In a throwaway PostgreSQL database (see ``common.py``), each request records a CO test of 6 ppm
 for a woman the unit has not seen before, so every one writes the most a reading can: the
 pregnancy, the contact, the reading, the referral, its event, its outbox message (with
-``pg_notify``), three audit rows and the measures' three marks, in one transaction.
+``pg_notify``), three audit rows and the measures' marks (two or three), in one transaction.
 
 1. Baseline: ``--connections`` threads, each a psycopg connection writing those same rows with
    plain INSERTs, one transaction per reading.
